@@ -1,0 +1,351 @@
+"""A real, embedded Kubernetes control plane: etcd, kube-apiserver and kube-controller-manager.
+
+Modelled on controller-runtime's envtest (``Environment -> ControlPlane{Etcd, APIServer}``) with
+one addition: the controller manager, running only the service-account, service-account-token,
+root-CA and namespace controllers. Those are what this project needs from it: the ``default``
+service account in each namespace, legacy ``kubernetes.io/service-account-token`` Secrets filled
+in, and deleted namespaces actually going away.
+
+Every component's flags are a plain dict built by ``default_flags()``; callers may edit it before
+``start()`` (as envtest's ``Configure()``), and a flag set to ``None`` is dropped.
+
+Nothing here is a fake: tokens are signed, reviewed and revoked by the real kube-apiserver.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from .binaries import Binaries
+from .pki import CertificateAuthority, service_account_signing_key
+from .ports import free_port
+from .process import Process, sweep_orphans
+
+LOOPBACK = "127.0.0.1"
+SERVICE_CLUSTER_IP_RANGE = "198.18.0.0/20"
+"""Service addresses come from 198.18.0.0/15 (RFC 2544, for network testing): never 10/8,
+172.16/12 or 192.168/16, which may be real networks around the machine."""
+KUBERNETES_SERVICE_IP = "198.18.0.1"
+
+Flags = MutableMapping[str, str | None]
+
+
+def _argv(binary: Path, flags: Mapping[str, str | None]) -> list[str]:
+    return [str(binary)] + [f"--{name}={value}" for name, value in flags.items() if value is not None]
+
+
+@dataclass
+class Certificates:
+    """Paths of the PKI files written for one control plane."""
+
+    directory: Path
+    ca: Path
+    serving_cert: Path
+    serving_key: Path
+    admin_cert: Path
+    admin_key: Path
+    sa_public_key: Path
+    sa_signing_key: Path
+
+    @classmethod
+    def generate(cls, directory: Path) -> Certificates:
+        directory.mkdir(parents=True, exist_ok=True)
+        ca = CertificateAuthority()
+        ca_path = directory / "ca.crt"
+        ca_path.write_bytes(ca.cert_pem)
+        serving = ca.issue(
+            "kube-apiserver",
+            dns_names=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
+            ip_addresses=(LOOPBACK, KUBERNETES_SERVICE_IP),
+            server=True,
+        )
+        serving_cert, serving_key = serving.write(directory, "serving")
+        admin = ca.issue("pytest-k8s-sa-admin", organization="system:masters", client=True)
+        admin_cert, admin_key = admin.write(directory, "admin")
+        sa_public, sa_key = service_account_signing_key().write(directory, "sa")
+        return cls(directory, ca_path, serving_cert, serving_key, admin_cert, admin_key, sa_public, sa_key)
+
+
+@dataclass
+class Etcd:
+    binary: Path
+    data_dir: Path
+    log_path: Path
+    client_port: int = field(default_factory=free_port)
+    peer_port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.client_port}"
+
+    def default_flags(self) -> Flags:
+        peer = f"http://{LOOPBACK}:{self.peer_port}"
+        return {
+            "name": "default",
+            "data-dir": str(self.data_dir),
+            "listen-client-urls": self.url,
+            "advertise-client-urls": self.url,
+            "listen-peer-urls": peer,
+            "initial-advertise-peer-urls": peer,
+            "initial-cluster": f"default={peer}",
+            "unsafe-no-fsync": "true",  # a test cluster: durability is not worth the fsync latency
+            "log-level": "warn",
+        }
+
+    def process(self, flags: Mapping[str, str | None], **kwargs: object) -> Process:
+        def healthy() -> bool:
+            answer = requests.get(f"{self.url}/health", timeout=1)
+            return answer.ok and answer.json().get("health") == "true"
+
+        return Process("etcd", _argv(self.binary, flags), self.log_path, health=healthy, **kwargs)  # type: ignore[arg-type]
+
+
+@dataclass
+class APIServer:
+    binary: Path
+    certs: Certificates
+    etcd_url: str
+    cert_dir: Path
+    log_path: Path
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"https://{LOOPBACK}:{self.port}"
+
+    @property
+    def issuer(self) -> str:
+        """An https issuer on the apiserver itself, so issuer discovery is served and reachable."""
+        return self.url
+
+    def default_flags(self) -> Flags:
+        return {
+            "advertise-address": LOOPBACK,
+            "bind-address": LOOPBACK,
+            "secure-port": str(self.port),
+            "etcd-servers": self.etcd_url,
+            "cert-dir": str(self.cert_dir),
+            "tls-cert-file": str(self.certs.serving_cert),
+            "tls-private-key-file": str(self.certs.serving_key),
+            "client-ca-file": str(self.certs.ca),
+            "service-account-issuer": self.issuer,
+            "service-account-key-file": str(self.certs.sa_public_key),
+            "service-account-signing-key-file": str(self.certs.sa_signing_key),
+            "api-audiences": self.issuer,
+            "authorization-mode": "RBAC",
+            "service-cluster-ip-range": SERVICE_CLUSTER_IP_RANGE,
+            "allow-privileged": "true",
+            # No kubelet answers for 127.0.0.1, and a loopback address may not be an endpoint.
+            "endpoint-reconciler-type": "none",
+            "profiling": "false",
+        }
+
+    def get(self, path: str, timeout: float = 2.0) -> requests.Response:
+        """A request as the admin user (client certificate in system:masters)."""
+        return requests.get(
+            f"{self.url}{path}",
+            cert=(str(self.certs.admin_cert), str(self.certs.admin_key)),
+            verify=str(self.certs.ca),
+            timeout=timeout,
+        )
+
+    def process(self, flags: Mapping[str, str | None], **kwargs: object) -> Process:
+        return Process(
+            "kube-apiserver",
+            _argv(self.binary, flags),
+            self.log_path,
+            health=lambda: self.get("/readyz").status_code == 200,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+@dataclass
+class ControllerManager:
+    binary: Path
+    certs: Certificates
+    kubeconfig: Path
+    cert_dir: Path
+    log_path: Path
+    port: int = field(default_factory=free_port)
+
+    def default_flags(self) -> Flags:
+        return {
+            "kubeconfig": str(self.kubeconfig),
+            "controllers": "serviceaccount-token,serviceaccount,root-ca-cert-publisher,namespace",
+            "service-account-private-key-file": str(self.certs.sa_signing_key),
+            "root-ca-file": str(self.certs.ca),
+            "leader-elect": "false",
+            "use-service-account-credentials": "false",
+            "bind-address": LOOPBACK,
+            "secure-port": str(self.port),
+            "cert-dir": str(self.cert_dir),
+            "tls-cert-file": str(self.certs.serving_cert),
+            "tls-private-key-file": str(self.certs.serving_key),
+        }
+
+    def process(self, flags: Mapping[str, str | None], **kwargs: object) -> Process:
+        def healthy() -> bool:
+            url = f"https://{LOOPBACK}:{self.port}/healthz"
+            return requests.get(url, verify=str(self.certs.ca), timeout=1).status_code == 200
+
+        return Process(
+            "kube-controller-manager",
+            _argv(self.binary, flags),
+            self.log_path,
+            health=healthy,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+def write_kubeconfig(
+    path: Path,
+    server: str,
+    ca: Path,
+    *,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
+    token_file: Path | None = None,
+    name: str = "pytest-k8s-sa",
+) -> Path:
+    """Write a kubeconfig as JSON (valid YAML too), so standard-library tools can read it."""
+    user: dict[str, str] = {}
+    if client_cert and client_key:
+        user = {"client-certificate": str(client_cert), "client-key": str(client_key)}
+    if token_file:
+        user = {"tokenFile": str(token_file)}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": name, "user": user}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager on free loopback ports under ``workdir``.
+
+    ``owner_pid`` is the process whose death makes the components orphans (see
+    :mod:`pytest_k8s_sa.process`); ``die_with_parent`` ties them to the starting thread, which is
+    right for one pytest process but not for an xdist worker whose cluster outlives it.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        binaries: Binaries,
+        *,
+        owner_pid: int | None = None,
+        die_with_parent: bool = True,
+    ) -> None:
+        self.workdir = workdir
+        self.binaries = binaries
+        self.owner_pid = owner_pid
+        self.die_with_parent = die_with_parent
+        self.certs = Certificates.generate(workdir / "pki")
+        logs = workdir / "logs"
+        self.etcd = Etcd(binaries.etcd, workdir / "etcd", logs / "etcd.log")
+        self.apiserver = APIServer(
+            binaries.kube_apiserver,
+            self.certs,
+            self.etcd.url,
+            workdir / "apiserver",
+            logs / "kube-apiserver.log",
+        )
+        self.kubeconfig = workdir / "kubeconfig"
+        self.controller_manager = ControllerManager(
+            binaries.kube_controller_manager,
+            self.certs,
+            self.kubeconfig,
+            workdir / "controller-manager",
+            logs / "kube-controller-manager.log",
+        )
+        self.etcd_flags = self.etcd.default_flags()
+        self.apiserver_flags = self.apiserver.default_flags()
+        self.controller_manager_flags = self.controller_manager.default_flags()
+        self._processes: list[Process] = []
+        self.startup_seconds: float | None = None
+
+    @property
+    def server(self) -> str:
+        return self.apiserver.url
+
+    @property
+    def issuer(self) -> str:
+        return str(self.apiserver_flags["service-account-issuer"])
+
+    @property
+    def api_audiences(self) -> list[str]:
+        return str(self.apiserver_flags.get("api-audiences") or self.issuer).split(",")
+
+    @property
+    def processes(self) -> list[Process]:
+        return list(self._processes)
+
+    @property
+    def log_paths(self) -> dict[str, Path]:
+        return {p.name: p.log_path for p in self._processes}
+
+    def start(self, timeout: float = 90.0) -> None:
+        """Start the components in order and wait until the cluster can serve tokens.
+
+        "Ready" means ``/readyz`` answers 200 and the ``default`` service account exists, which
+        proves the controller manager runs and writes to the apiserver.
+        """
+        sweep_orphans()
+        started = time.monotonic()
+        common = {"owner_pid": self.owner_pid, "die_with_parent": self.die_with_parent}
+        write_kubeconfig(
+            self.kubeconfig,
+            self.server,
+            self.certs.ca,
+            client_cert=self.certs.admin_cert,
+            client_key=self.certs.admin_key,
+        )
+        try:
+            for proc in (
+                self.etcd.process(self.etcd_flags, **common),
+                self.apiserver.process(self.apiserver_flags, **common),
+                self.controller_manager.process(self.controller_manager_flags, **common),
+            ):
+                self._processes.append(proc)
+                proc.start(timeout=timeout)
+            api = self._processes[1]
+            api.wait_for(
+                lambda: self.apiserver.get("/api/v1/namespaces/default/serviceaccounts/default").ok,
+                timeout,
+                what="serving the default service account (kube-controller-manager running)",
+            )
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+
+    def stop(self) -> None:
+        """Stop the components in reverse order; safe to call twice and from signal handlers."""
+        while self._processes:
+            self._processes.pop().stop()
+
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,323 @@
+"""The fixtures third parties build on: a thin layer over the library modules.
+
+Session scope: ``k8s_cluster`` (and ``k8s_client``). Function scope: ``k8s_namespace`` and the
+factories, each deleting what it created when the test ends. Factories are typed with
+``Protocol`` so editors and mypy see their signatures.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import kubernetes
+import pytest
+
+from . import resources, tokens
+from .cluster import Cluster
+from .options import Settings
+from .tokens import BoundObject, Token, TokenReviewResult, request_token, review_token
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+CLUSTER_KEY = pytest.StashKey[Cluster]()
+RUN_ID_KEY = pytest.StashKey[str]()
+FAILED_KEY = pytest.StashKey[bool]()
+
+
+@dataclass(frozen=True)
+class ServiceAccountRef:
+    namespace: str
+    name: str
+    uid: str
+
+    @property
+    def username(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.name}"
+
+
+@dataclass(frozen=True)
+class PodRef:
+    namespace: str
+    name: str
+    uid: str
+
+    def bound(self) -> BoundObject:
+        return BoundObject("Pod", self.name, self.uid)
+
+
+@dataclass(frozen=True)
+class LegacyToken:
+    """A legacy ``kubernetes.io/service-account-token`` Secret and the token it holds."""
+
+    namespace: str
+    secret_name: str
+    token: Token
+
+
+class ServiceAccountFactory(Protocol):
+    def __call__(self, name: str | None = None, *, namespace: str | None = None) -> ServiceAccountRef: ...
+
+
+class PodFactory(Protocol):
+    def __call__(self, service_account: ServiceAccountRef, name: str | None = None) -> PodRef: ...
+
+
+class ProjectedTokenFactory(Protocol):
+    def __call__(
+        self,
+        service_account: ServiceAccountRef,
+        *,
+        audiences: list[str] | None = None,
+        expiration_seconds: int | None = None,
+        bound_pod: PodRef | None = None,
+        bound_secret: str | None = None,
+    ) -> Token: ...
+
+
+class LegacyTokenFactory(Protocol):
+    def __call__(
+        self, service_account: ServiceAccountRef, *, secret_name: str | None = None, timeout: float = 30.0
+    ) -> LegacyToken: ...
+
+
+class TokenReviewFunction(Protocol):
+    def __call__(
+        self,
+        token: str | Token,
+        audiences: list[str] | None = None,
+        as_service_account: ServiceAccountRef | None = None,
+    ) -> TokenReviewResult: ...
+
+
+class TokenReviewerGrant(Protocol):
+    def __call__(self, service_account: ServiceAccountRef) -> str: ...
+
+
+class MintTokenFactory(Protocol):
+    def __call__(
+        self,
+        service_account: ServiceAccountRef,
+        *,
+        audiences: list[str] | None = None,
+        issued_at: dt.datetime | None = None,
+        not_before: dt.datetime | None = None,
+        expires_at: dt.datetime | None = None,
+        pod: PodRef | None = None,
+    ) -> Token: ...
+
+
+class Names:
+    """Names unique to this run and xdist worker, valid as Kubernetes object names."""
+
+    def __init__(self, run_id: str) -> None:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw")
+        self._prefix = f"{run_id}-{worker}"
+        self._counter = itertools.count(1)
+
+    def __call__(self, stem: str) -> str:
+        name = f"{stem}-{self._prefix}-{next(self._counter)}".lower()
+        return name[-63:].lstrip("-")
+
+
+@pytest.fixture(scope="session")
+def k8s_names(k8s_cluster: Cluster) -> Names:
+    """Generates object names unique to the run and worker (shared by the other fixtures)."""
+    return Names(k8s_cluster.run_id)
+
+
+@pytest.fixture(scope="session")
+def k8s_client(k8s_cluster: Cluster) -> kubernetes.client.ApiClient:
+    """The official client's ``ApiClient`` for the cluster, as its admin."""
+    return k8s_cluster.api_client
+
+
+@pytest.fixture
+def k8s_namespace(request: pytest.FixtureRequest, k8s_cluster: Cluster, k8s_names: Names) -> Iterator[str]:
+    """A fresh namespace, labelled with the run, deleted after the test.
+
+    With ``--keep-namespaces-on-failure`` the namespace of a failed test stays for inspection.
+    """
+    name = k8s_names("ns")
+    resources.create_namespace(k8s_cluster.api_client, name, resources.run_labels(k8s_cluster.run_id))
+    yield name
+    settings = request.config.stash.get(SETTINGS_KEY, None)
+    if settings and settings.keep_namespaces_on_failure and request.node.stash.get(FAILED_KEY, False):
+        request.node.add_report_section("teardown", "k8s-sa", f"kept namespace {name} (test failed)")
+        return
+    resources.delete_namespace(k8s_cluster.api_client, name)
+
+
+@pytest.fixture
+def k8s_service_account(k8s_cluster: Cluster, k8s_namespace: str, k8s_names: Names) -> ServiceAccountFactory:
+    """Factory: ``k8s_service_account(name=None, namespace=None) -> ServiceAccountRef``."""
+
+    def create(name: str | None = None, *, namespace: str | None = None) -> ServiceAccountRef:
+        ns = namespace or k8s_namespace
+        sa = resources.create_service_account(k8s_cluster.api_client, ns, name or k8s_names("sa"))
+        return ServiceAccountRef(ns, sa.metadata.name, sa.metadata.uid)
+
+    return create
+
+
+@pytest.fixture
+def k8s_pod(k8s_cluster: Cluster, k8s_names: Names) -> PodFactory:
+    """Factory: a Pod running as a service account, so tokens can be bound to it.
+
+    On the local provider no kubelet runs it: the object exists, which is all binding needs.
+    """
+
+    def create(service_account: ServiceAccountRef, name: str | None = None) -> PodRef:
+        pod = resources.create_placeholder_pod(
+            k8s_cluster.api_client, service_account.namespace, name or k8s_names("pod"), service_account.name
+        )
+        return PodRef(service_account.namespace, pod.metadata.name, pod.metadata.uid)
+
+    return create
+
+
+@pytest.fixture
+def projected_token(k8s_cluster: Cluster) -> ProjectedTokenFactory:
+    """Factory: a TokenRequest token, as the kubelet would project it into a pod."""
+
+    def create(
+        service_account: ServiceAccountRef,
+        *,
+        audiences: list[str] | None = None,
+        expiration_seconds: int | None = None,
+        bound_pod: PodRef | None = None,
+        bound_secret: str | None = None,
+    ) -> Token:
+        bound = (
+            bound_pod.bound()
+            if bound_pod
+            else (BoundObject("Secret", bound_secret) if bound_secret else None)
+        )
+        return request_token(
+            k8s_cluster.api_client,
+            service_account.namespace,
+            service_account.name,
+            audiences=audiences,
+            expiration_seconds=expiration_seconds,
+            bound_object=bound,
+        )
+
+    return create
+
+
+@pytest.fixture
+def legacy_token(k8s_cluster: Cluster, k8s_names: Names) -> LegacyTokenFactory:
+    """Factory: a legacy Secret-based token, waiting until the tokens controller fills it."""
+    if not k8s_cluster.capabilities.controller_manager:
+        pytest.skip(
+            "legacy tokens need kube-controller-manager's tokens controller, which this cluster lacks"
+        )
+
+    def create(
+        service_account: ServiceAccountRef, *, secret_name: str | None = None, timeout: float = 30.0
+    ) -> LegacyToken:
+        name = secret_name or k8s_names("legacy-token")
+        resources.create_legacy_token_secret(
+            k8s_cluster.api_client, service_account.namespace, service_account.name, name
+        )
+        raw = resources.wait_legacy_token(k8s_cluster.api_client, service_account.namespace, name, timeout)
+        return LegacyToken(service_account.namespace, name, Token.from_raw(raw))
+
+    return create
+
+
+@pytest.fixture
+def token_review(
+    k8s_cluster: Cluster, projected_token: ProjectedTokenFactory
+) -> Iterator[TokenReviewFunction]:
+    """``token_review(token, audiences=None, as_service_account=None) -> TokenReviewResult``.
+
+    By default the review is made as the admin. ``as_service_account`` makes it with that service
+    account's own token instead, the way a workload does (and gets 403 without
+    ``system:auth-delegator``, raised as ``kubernetes.client.ApiException``).
+    """
+    clients: list[kubernetes.client.ApiClient] = []
+
+    def review(
+        token: str | Token,
+        audiences: list[str] | None = None,
+        as_service_account: ServiceAccountRef | None = None,
+    ) -> TokenReviewResult:
+        raw = token.raw if isinstance(token, Token) else token
+        client = k8s_cluster.api_client
+        if as_service_account is not None:
+            client = k8s_cluster.client_for_token(
+                projected_token(as_service_account, expiration_seconds=600).raw
+            )
+            clients.append(client)
+        return review_token(client, raw, audiences)
+
+    yield review
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def token_reviewer(k8s_cluster: Cluster, k8s_names: Names) -> Iterator[TokenReviewerGrant]:
+    """Factory: grant ``system:auth-delegator`` to a service account; the binding is removed after.
+
+    The ClusterRoleBinding's name is unique to the run, so parallel runs never rebind each other's.
+    """
+    created: list[str] = []
+
+    def grant(service_account: ServiceAccountRef) -> str:
+        name = k8s_names("k8s-sa-auth-delegator")
+        resources.grant_auth_delegator(
+            k8s_cluster.api_client,
+            name,
+            service_account.namespace,
+            service_account.name,
+            resources.run_labels(k8s_cluster.run_id),
+        )
+        created.append(name)
+        return name
+
+    yield grant
+    for name in created:
+        resources.delete_cluster_role_binding(k8s_cluster.api_client, name)
+
+
+@pytest.fixture
+def mint_token(k8s_cluster: Cluster) -> MintTokenFactory:
+    """Factory: a token signed with the cluster's own key, with chosen time claims.
+
+    Only where the signing key is at hand (the local provider); elsewhere the test is skipped.
+    """
+    key = k8s_cluster.signing_key
+    if key is None or not k8s_cluster.capabilities.holds_signing_key:
+        pytest.skip(
+            f"mint_token needs the cluster's service-account signing key, which the {k8s_cluster.provider} "
+            "provider does not expose; run on the local provider to check expiry without waiting."
+        )
+
+    def mint(
+        service_account: ServiceAccountRef,
+        *,
+        audiences: list[str] | None = None,
+        issued_at: dt.datetime | None = None,
+        not_before: dt.datetime | None = None,
+        expires_at: dt.datetime | None = None,
+        pod: PodRef | None = None,
+    ) -> Token:
+        return tokens.mint_token(
+            key,
+            issuer=k8s_cluster.issuer,
+            audiences=audiences or k8s_cluster.api_audiences,
+            namespace=service_account.namespace,
+            service_account=service_account.name,
+            service_account_uid=service_account.uid,
+            issued_at=issued_at,
+            not_before=not_before,
+            expires_at=expires_at,
+            pod=pod.bound() if pod else None,
+        )
+
+    return mint

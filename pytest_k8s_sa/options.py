@@ -1,0 +1,225 @@
+"""The plugin's options: one table, one help string per option for the flag, the ini key and the env var.
+
+Precedence: command line > environment variable > ini file > default.
+
+pytest-kind(-ng) registers ``--cluster-name``, ``--keep-cluster`` and (in -ng) ``--kubeconfig``.
+When it is installed those flags are reused, never registered twice; their ini keys and env vars
+are this plugin's own. Under the kind provider ``--kubeconfig`` keeps pytest-kind's meaning (where
+kind writes the cluster's kubeconfig); otherwise it names an existing cluster to attach to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+PROVIDERS = ("local", "kind", "kubeconfig")
+KIND_PLUGINS = (("pytest-kind-ng", "pytest-kind-ng"), ("pytest-kind", "pytest-kind"))
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    dest: str
+    ini: str
+    env: str
+    help: str
+    default: str | bool | None = None
+    is_bool: bool = False
+    choices: tuple[str, ...] | None = None
+    kind_owned: bool = False
+    """Registered by pytest-kind when it is installed."""
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--k8s-provider",
+        "k8s_provider",
+        "k8s_sa_provider",
+        "K8S_SA_PROVIDER",
+        "Where the cluster comes from: local (embedded control plane, default), kind, kubeconfig.",
+        choices=PROVIDERS,
+    ),
+    Option(
+        "--kind-cluster",
+        "kind_cluster",
+        "k8s_sa_kind_cluster",
+        "K8S_SA_KIND_CLUSTER",
+        "Run on a kind cluster through pytest-kind (name: --cluster-name); same as --k8s-provider kind.",
+        is_bool=True,
+        default=False,
+    ),
+    Option(
+        "--kubeconfig",
+        "kubeconfig",
+        "k8s_sa_kubeconfig",
+        "K8S_SA_KUBECONFIG",
+        "Attach to the existing cluster of this kubeconfig (with --kind-cluster: where kind writes it).",
+        kind_owned=True,
+    ),
+    Option(
+        "--k8s-version",
+        "k8s_version",
+        "k8s_sa_version",
+        "K8S_SA_VERSION",
+        "Kubernetes version of the local control plane (built from Go modules if not cached); "
+        "with --kind-cluster, selects the kindest/node image.",
+    ),
+    Option(
+        "--k8s-bin-dir",
+        "k8s_bin_dir",
+        "k8s_sa_bin_dir",
+        "K8S_SA_BIN_DIR",
+        "Folder with etcd, kube-apiserver and kube-controller-manager to use instead of the cache.",
+    ),
+    Option(
+        "--keep-cluster",
+        "keep_cluster",
+        "k8s_sa_keep_cluster",
+        "K8S_SA_KEEP_CLUSTER",
+        "Keep the cluster after the run (kind: not deleted; local: its folder with logs, PKI and "
+        "etcd data is kept, its processes still stop).",
+        is_bool=True,
+        default=False,
+        kind_owned=True,
+    ),
+    Option(
+        "--keep-namespaces-on-failure",
+        "keep_namespaces_on_failure",
+        "k8s_sa_keep_namespaces_on_failure",
+        "K8S_SA_KEEP_NAMESPACES_ON_FAILURE",
+        "Do not delete the namespace of a failed test, to inspect it afterwards.",
+        is_bool=True,
+        default=False,
+    ),
+)
+
+BY_DEST = {o.dest: o for o in OPTIONS}
+
+
+def kind_plugin_active(pluginmanager: pytest.PytestPluginManager) -> bool:
+    """Whether pytest-kind(-ng) is installed and will register its own options."""
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False
+    for dist, entry_point in KIND_PLUGINS:
+        try:
+            importlib.metadata.distribution(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        return not pluginmanager.is_blocked(entry_point)
+    return False
+
+
+def _help(option: Option) -> str:
+    return f"{option.help} [env {option.env}; ini {option.ini}]"
+
+
+def register(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    group = parser.getgroup("k8s-sa", "Kubernetes service-account tokens (pytest-k8s-sa)")
+    kind_active = kind_plugin_active(pluginmanager)
+    for option in OPTIONS:
+        parser.addini(option.ini, _help(option), type="string", default=None)
+        if option.kind_owned and kind_active:
+            continue
+        kwargs: dict[str, Any] = {"dest": option.dest, "help": _help(option)}
+        if option.is_bool:
+            kwargs.update(action="store_true", default=None)
+        else:
+            kwargs.update(action="store", default=None, choices=option.choices)
+        # Registered already by another plugin (pytest-kind loaded another way): reuse it.
+        with contextlib.suppress(ValueError):
+            group.addoption(option.flag, **kwargs)
+
+
+def _parse_bool(option: Option, raw: str, source: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise pytest.UsageError(f"{source} for {option.flag}: {raw!r} is not a boolean (use true or false).")
+
+
+def get(config: pytest.Config, dest: str) -> Any:
+    """The value of an option by precedence: command line > env var > ini key > default."""
+    option = BY_DEST[dest]
+    cli = config.getoption(dest, default=None)
+    if cli not in (None, False):
+        return cli
+    for source, raw in (
+        (f"${option.env}", os.environ.get(option.env)),
+        (f"ini {option.ini}", config.getini(option.ini)),
+    ):
+        if raw in (None, ""):
+            continue
+        if option.is_bool:
+            return _parse_bool(option, str(raw), source)
+        if option.choices and raw not in option.choices:
+            raise pytest.UsageError(
+                f"{source} = {raw!r} is not a valid {option.flag}; choose one of {', '.join(option.choices)}."
+            )
+        return raw
+    return option.default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved, validated options."""
+
+    provider: str
+    kubeconfig: str | None
+    k8s_version: str | None
+    bin_dir: str | None
+    keep_cluster: bool
+    keep_namespaces_on_failure: bool
+    kind_cluster_name: str
+
+
+def resolve(config: pytest.Config) -> Settings:
+    """Resolve and validate; contradictions are a :class:`pytest.UsageError` saying what to do."""
+    provider = get(config, "k8s_provider")
+    kind = bool(get(config, "kind_cluster"))
+    kubeconfig = get(config, "kubeconfig")
+    version = get(config, "k8s_version")
+    bin_dir = get(config, "k8s_bin_dir")
+    if kind and provider not in (None, "kind"):
+        raise pytest.UsageError(
+            f"--kind-cluster contradicts --k8s-provider {provider}: drop one of them "
+            "(--kind-cluster is the same as --k8s-provider kind)."
+        )
+    if provider is None:
+        provider = "kind" if kind else ("kubeconfig" if kubeconfig else "local")
+    if provider == "local" and kubeconfig:
+        raise pytest.UsageError(
+            "--kubeconfig names an existing cluster, but --k8s-provider is local (which starts its own): "
+            "use --k8s-provider kubeconfig, or drop --kubeconfig."
+        )
+    if provider == "kubeconfig":
+        if not kubeconfig:
+            raise pytest.UsageError(
+                "--k8s-provider kubeconfig needs a kubeconfig: pass --kubeconfig PATH or set "
+                "$K8S_SA_KUBECONFIG."
+            )
+        if version:
+            raise pytest.UsageError(
+                "--k8s-version cannot apply to an existing cluster (--kubeconfig): its version is what it "
+                "is. Drop --k8s-version."
+            )
+    if bin_dir and provider != "local":
+        raise pytest.UsageError(f"--k8s-bin-dir is for the local provider only; the provider is {provider}.")
+    return Settings(
+        provider=provider,
+        kubeconfig=kubeconfig,
+        k8s_version=version,
+        bin_dir=bin_dir,
+        keep_cluster=bool(get(config, "keep_cluster")),
+        keep_namespaces_on_failure=bool(get(config, "keep_namespaces_on_failure")),
+        kind_cluster_name=str(config.getoption("cluster_name", default=None) or "pytest-k8s-sa"),
+    )

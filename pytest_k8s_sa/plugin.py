@@ -1,0 +1,175 @@
+"""The pytest plugin (entry point ``pytest11: k8s_sa``): options, the cluster fixture, hooks.
+
+The library does the work; this module decides which provider to use, keeps one cluster per run
+(shared by pytest-xdist workers), cleans up, and attaches component logs to failed tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import uuid
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import options, resources
+from .binaries import DEFAULT_K8S_VERSION
+from .cluster import Cluster
+from .errors import K8sSAError
+from .fixtures import (  # noqa: F401 - fixtures are registered by being in this module
+    CLUSTER_KEY,
+    FAILED_KEY,
+    RUN_ID_KEY,
+    SETTINGS_KEY,
+    k8s_client,
+    k8s_names,
+    k8s_namespace,
+    k8s_pod,
+    k8s_service_account,
+    legacy_token,
+    mint_token,
+    projected_token,
+    token_review,
+    token_reviewer,
+)
+from .providers.base import Provider
+from .providers.local import LocalProvider, stop_shared
+
+LOG_TAIL_LINES = 40
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    options.register(parser, pluginmanager)
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return config.pluginmanager.has_plugin("dsession")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[SETTINGS_KEY] = options.resolve(config)
+    if _is_xdist_worker(config):
+        run_id = config.workerinput.get("k8s_sa_run_id") or config.workerinput["testrunuid"][:8]  # type: ignore[attr-defined]
+    else:
+        run_id = uuid.uuid4().hex[:8]
+    config.stash[RUN_ID_KEY] = run_id
+    _stop_on_sigterm()
+
+
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so pytest tears down fixtures (and clusters) as for Ctrl-C."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
+        signal.SIG_DFL,
+        None,
+    ):
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: give every worker the same run id (labels, names, cleanup)."""
+    node.workerinput["k8s_sa_run_id"] = node.config.stash[RUN_ID_KEY]
+
+
+def _shared_dir(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The base temp folder of the whole run: a worker's parent folder under xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if _is_xdist_worker(config) else base
+
+
+def make_provider(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Provider:
+    settings = config.stash[SETTINGS_KEY]
+    if settings.provider == "kubeconfig":
+        from .providers.kubeconfig import KubeconfigProvider
+
+        return KubeconfigProvider(Path(str(settings.kubeconfig)).expanduser())
+    if settings.provider == "kind":
+        from .providers.kind import KindProvider
+
+        image = config.getoption("kind_image", default=None)
+        if not image and settings.k8s_version:
+            image = f"kindest/node:v{settings.k8s_version.lstrip('v')}"
+        return KindProvider(
+            settings.kind_cluster_name,
+            kubeconfig=Path(settings.kubeconfig) if settings.kubeconfig else None,
+            image=image,
+            kind_bin=config.getoption("kind_bin", default=None),
+            keep=settings.keep_cluster,
+        )
+    worker = _is_xdist_worker(config)
+    return LocalProvider(
+        _shared_dir(config, tmp_path_factory),
+        version=settings.k8s_version or DEFAULT_K8S_VERSION,
+        bin_dir=settings.bin_dir,
+        owner_pid=os.getppid() if worker else os.getpid(),
+        keep=settings.keep_cluster,
+        shared=worker,
+    )
+
+
+@pytest.fixture(scope="session")
+def k8s_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """The cluster of this run: started (local, kind) or attached to (kubeconfig).
+
+    Provides the kubeconfig path, an admin ``api_client``, the provider, server version, issuer,
+    API audiences and ``capabilities`` (signing key at hand, pods run by a kubelet).
+    """
+    config = request.config
+    provider = make_provider(config, tmp_path_factory)
+    try:
+        info = provider.create()
+    except K8sSAError as exc:
+        pytest.fail(f"[k8s-sa] {exc}", pytrace=False)
+    cluster = Cluster(info, config.stash[RUN_ID_KEY])
+    config.stash[CLUSTER_KEY] = cluster
+    try:
+        yield cluster
+    finally:
+        try:
+            if info.provider != "local":
+                # Delete what this run created on a cluster that outlives it, then wait.
+                resources.delete_run_objects(cluster.api_client, cluster.run_id, wait=120.0)
+        finally:
+            cluster.close()
+            del config.stash[CLUSTER_KEY]
+            provider.destroy()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    if report.failed:
+        item.stash[FAILED_KEY] = True
+        cluster = item.config.stash.get(CLUSTER_KEY, None)
+        if cluster is not None:
+            for name, path in sorted(cluster.info.log_paths.items()):
+                report.sections.append((f"k8s-sa {name} log (last {LOG_TAIL_LINES} lines)", _tail(path)))
+    return report
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        return f"(cannot read {path}: {exc})"
+    return "\n".join(lines[-LOG_TAIL_LINES:]) + f"\n(full log: {path})"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """xdist controller: stop the shared local control plane the workers started."""
+    config = session.config
+    if _is_xdist_controller(config) and not _is_xdist_worker(config):
+        factory = getattr(config, "_tmp_path_factory", None)
+        if factory is not None:
+            settings = config.stash[SETTINGS_KEY]
+            stop_shared(factory.getbasetemp(), keep=settings.keep_cluster)

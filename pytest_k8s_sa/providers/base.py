@@ -1,0 +1,56 @@
+"""One interface for every way of getting a cluster (after kubernetes-sigs/e2e-framework).
+
+A provider creates (or attaches to) a cluster, hands out its kubeconfig, exports component logs
+and destroys what it created, and nothing else: a provider that attached to an existing cluster
+destroys nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import kubernetes
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a cluster can do for the checks; checks that need more skip and say why."""
+
+    holds_signing_key: bool = False
+    """The service-account signing key is readable here, so tokens can be minted (local only)."""
+    runs_pods: bool = False
+    """Pods are scheduled and run by a real kubelet (kind, real clusters)."""
+    controller_manager: bool = True
+    """Legacy token Secrets get filled and namespaces get deleted."""
+
+
+@dataclass
+class ClusterInfo:
+    """What a provider knows about its cluster once it is up."""
+
+    provider: str
+    kubeconfig: Path
+    capabilities: Capabilities
+    issuer: str | None = None
+    api_audiences: list[str] | None = None
+    signing_key: Path | None = None
+    log_paths: dict[str, Path] = field(default_factory=dict)
+
+    def api_client(self) -> kubernetes.client.ApiClient:
+        return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+
+    def create(self) -> ClusterInfo:
+        """Start or attach to the cluster and return what is known about it."""
+
+    def export_logs(self, destination: Path) -> list[Path]:
+        """Copy the cluster's component logs into ``destination``; return the files written."""
+
+    def destroy(self) -> None:
+        """Remove what :meth:`create` made; a no-op for clusters the provider did not create."""

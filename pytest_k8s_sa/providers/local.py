@@ -1,0 +1,137 @@
+"""The default provider: an embedded control plane on loopback, no Docker, no kubelet.
+
+Shared by pytest-xdist workers: the first worker to need it starts it under a file lock in the
+run's shared base temp directory and writes ``state.json`` there; the others attach. Because the
+cluster must outlive the worker that started it, its processes are owned by the xdist controller,
+which stops them at the end of the run (see :func:`stop_shared`). Without xdist the pytest
+process owns them and they die with it even on ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import requests
+from filelock import FileLock
+
+from ..binaries import DEFAULT_K8S_VERSION, find_binaries
+from ..controlplane import ControlPlane
+from ..process import forget, kill_group, process_start_time
+from .base import Capabilities, ClusterInfo
+
+STATE_DIR = "k8s-sa-local"
+
+
+def _capabilities() -> Capabilities:
+    return Capabilities(holds_signing_key=True, runs_pods=False, controller_manager=True)
+
+
+class LocalProvider:
+    """Start (or attach to) the embedded control plane under ``shared_dir``."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        shared_dir: Path,
+        *,
+        version: str = DEFAULT_K8S_VERSION,
+        bin_dir: str | None = None,
+        owner_pid: int | None = None,
+        keep: bool = False,
+        shared: bool = False,
+    ) -> None:
+        """``shared``: an xdist worker; the cluster belongs to the run and the controller stops it."""
+        self.shared_dir = shared_dir
+        self.shared = shared
+        self.workdir = shared_dir / STATE_DIR
+        self.version = version
+        self.bin_dir = bin_dir
+        self.owner_pid = owner_pid
+        self.keep = keep
+        self.control_plane: ControlPlane | None = None
+
+    @property
+    def _state_path(self) -> Path:
+        return self.workdir / "state.json"
+
+    def create(self) -> ClusterInfo:
+        self.shared_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.shared_dir / f"{STATE_DIR}.lock")):
+            state = self._read_live_state()
+            if state is None:
+                state = self._start()
+        return ClusterInfo(
+            provider=self.name,
+            kubeconfig=Path(state["kubeconfig"]),
+            capabilities=_capabilities(),
+            issuer=state["issuer"],
+            api_audiences=state["api_audiences"],
+            signing_key=Path(state["signing_key"]),
+            log_paths={k: Path(v) for k, v in state["logs"].items()},
+        )
+
+    def _start(self) -> dict[str, object]:
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)
+        binaries = find_binaries(self.version, self.bin_dir)
+        cp = ControlPlane(self.workdir, binaries, owner_pid=self.owner_pid, die_with_parent=not self.shared)
+        cp.start()
+        self.control_plane = cp
+        state = {
+            "kubeconfig": str(cp.kubeconfig),
+            "server": cp.server,
+            "ca": str(cp.certs.ca),
+            "issuer": cp.issuer,
+            "api_audiences": cp.api_audiences,
+            "signing_key": str(cp.certs.sa_signing_key),
+            "logs": {k: str(v) for k, v in cp.log_paths.items()},
+            "startup_seconds": cp.startup_seconds,
+            "pids": [{"pid": p.pid, "start_time": process_start_time(p.pid)} for p in cp.processes if p.pid],
+        }
+        self._state_path.write_text(json.dumps(state, indent=2))
+        return state
+
+    def _read_live_state(self) -> dict[str, object] | None:
+        try:
+            state: dict[str, object] = json.loads(self._state_path.read_text())
+            answer = requests.get(f"{state['server']}/livez", verify=str(state["ca"]), timeout=2)
+        except (OSError, ValueError, KeyError, requests.RequestException):
+            return None
+        return state if answer.status_code in (200, 401, 403) else None
+
+    def export_logs(self, destination: Path) -> list[Path]:
+        destination.mkdir(parents=True, exist_ok=True)
+        written = []
+        for log in (self.workdir / "logs").glob("*.log"):
+            written.append(Path(shutil.copy2(log, destination / log.name)))
+        return written
+
+    def destroy(self) -> None:
+        if self.shared:
+            return  # other workers may still use it; the xdist controller stops it (stop_shared)
+        if self.control_plane is not None:
+            self.control_plane.stop()
+            self.control_plane = None
+            self._state_path.unlink(missing_ok=True)
+        if not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def stop_shared(shared_dir: Path, keep: bool = False) -> bool:
+    """Stop a control plane recorded in ``shared_dir`` (the xdist controller calls this)."""
+    state_path = shared_dir / STATE_DIR / "state.json"
+    try:
+        state = json.loads(state_path.read_text())
+    except (OSError, ValueError):
+        return False
+    for record in reversed(state.get("pids", [])):
+        if process_start_time(record["pid"]) == record["start_time"]:
+            kill_group(record["pid"], grace=10.0)
+        forget(record["pid"])
+    state_path.unlink(missing_ok=True)
+    if not keep:
+        shutil.rmtree(shared_dir / STATE_DIR, ignore_errors=True)
+    return True
