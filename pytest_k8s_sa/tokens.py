@@ -14,7 +14,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ import jwt
 import kubernetes
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from .waiting import wait_until
 
 SA_PREFIX = "system:serviceaccount:"
 CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
@@ -213,3 +217,26 @@ def mint_token(
     }
     raw = jwt.encode(claims, key, algorithm=algorithm, headers={"kid": key_id(key.public_key())})
     return Token.from_raw(raw)
+
+
+APISERVER_AUTH_CACHE_SECONDS = 10
+"""kube-apiserver caches successful token authentications for 10 s: revocation shows up late."""
+
+
+def wait_until_refused(
+    review: Callable[[], TokenReviewResult], timeout: float = APISERVER_AUTH_CACHE_SECONDS * 3
+) -> tuple[TokenReviewResult, float]:
+    """Repeat ``review`` until it is refused; return the refusal and the seconds it took.
+
+    A revoked token may stay authenticated for up to the apiserver's cache TTL, so a check of
+    revocation has to wait for the refusal (with a deadline) rather than expect it at once.
+    """
+    started = time.monotonic()
+    results: list[TokenReviewResult] = []
+
+    def refused() -> bool:
+        results.append(review())
+        return not results[-1].authenticated
+
+    wait_until(refused, timeout, "token is still authenticated after revocation", max_interval=1.0)
+    return results[-1], time.monotonic() - started
