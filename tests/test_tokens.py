@@ -11,8 +11,7 @@ from kubernetes.client import ApiException
 
 from pytest_k8s_sa import resources
 from pytest_k8s_sa.tokens import key_id, wait_until_refused
-
-NOW = dt.datetime.now
+from pytest_k8s_sa.waiting import wait_until
 
 
 def test_token_for_audience_a_is_accepted_for_a_and_refused_for_b(
@@ -119,7 +118,9 @@ def test_minted_tokens_carry_the_key_id_the_apiserver_uses(k8s_cluster, k8s_serv
     assert jwt.get_unverified_header(real.raw)["kid"] == key_id(public)
 
 
-def test_review_without_auth_delegator_is_forbidden(k8s_service_account, projected_token, token_review, token_reviewer):
+def test_review_without_auth_delegator_is_forbidden(
+    k8s_service_account, projected_token, token_review, token_reviewer
+):
     caller, reviewer = k8s_service_account(), k8s_service_account()
     token = projected_token(caller, audiences=["secret-store"])
     with pytest.raises(ApiException) as forbidden:
@@ -128,8 +129,6 @@ def test_review_without_auth_delegator_is_forbidden(k8s_service_account, project
 
     token_reviewer(reviewer)
     # RBAC changes reach the authorizer through an informer: wait for it rather than sleeping.
-    from pytest_k8s_sa.waiting import wait_until
-
     results = []
 
     def reviewed() -> bool:

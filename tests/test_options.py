@@ -1,0 +1,124 @@
+"""Option parsing, precedence and the errors for contradictory combinations (pytester, no cluster)."""
+
+from __future__ import annotations
+
+import pytest
+
+PRINT_SETTINGS = """
+from pytest_k8s_sa.fixtures import SETTINGS_KEY
+
+def test_settings(request):
+    s = request.config.stash[SETTINGS_KEY]
+    print(f"SETTINGS provider={s.provider} kubeconfig={s.kubeconfig} keep={s.keep_cluster} "
+          f"keepns={s.keep_namespaces_on_failure} version={s.k8s_version}")
+"""
+
+
+@pytest.fixture
+def settings_of(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    for var in ("K8S_SA_PROVIDER", "K8S_SA_KUBECONFIG", "K8S_SA_KEEP_CLUSTER", "K8S_SA_VERSION", "K8S_SA_BIN_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    pytester.makepyfile(PRINT_SETTINGS)
+
+    def run(*args: str) -> str:
+        result = pytester.runpytest_inprocess("-s", "-p", "no:cacheprovider", *args)
+        return next(x[x.index("SETTINGS") :] for x in result.outlines if "SETTINGS" in x)
+
+    return run
+
+
+def test_default_provider_is_local(settings_of):
+    assert "provider=local " in settings_of()
+
+
+def test_kubeconfig_alone_selects_the_kubeconfig_provider(settings_of, tmp_path):
+    assert "provider=kubeconfig " in settings_of(f"--kubeconfig={tmp_path / 'kc'}")
+
+
+def test_env_beats_ini_and_cli_beats_env(settings_of, pytester, monkeypatch):
+    pytester.makeini("[pytest]\nk8s_sa_version = 1.35.0\nk8s_sa_keep_namespaces_on_failure = true\n")
+    assert "version=1.35.0" in settings_of()
+    assert "keepns=True" in settings_of()
+    monkeypatch.setenv("K8S_SA_VERSION", "1.36.3")
+    assert "version=1.36.3" in settings_of()
+    assert "version=1.34.4" in settings_of("--k8s-version=1.34.4")
+
+
+def test_keep_cluster_from_env(settings_of, monkeypatch):
+    monkeypatch.setenv("K8S_SA_KEEP_CLUSTER", "yes")
+    assert "keep=True" in settings_of()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--kind-cluster", "--k8s-provider=kubeconfig"], {}, "--kind-cluster contradicts --k8s-provider"),
+        (["--k8s-provider=local", "--kubeconfig=/x"], {}, "use --k8s-provider kubeconfig"),
+        (["--k8s-provider=kubeconfig"], {}, "needs a kubeconfig"),
+        (["--kubeconfig=/x", "--k8s-version=1.37.2"], {}, "Drop --k8s-version"),
+        (["--kubeconfig=/x", "--k8s-bin-dir=/y"], {}, "for the local provider only"),
+        ([], {"K8S_SA_PROVIDER": "eks"}, "is not a valid --k8s-provider"),
+        ([], {"K8S_SA_KEEP_CLUSTER": "maybe"}, "is not a boolean"),
+    ],
+)
+def test_contradictions_are_usage_errors(pytester, monkeypatch, args, env, message):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_unknown_provider_on_the_command_line_is_rejected(pytester):
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest_subprocess("--k8s-provider=eks")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*invalid choice: 'eks'*"])
+
+
+def test_every_option_has_an_ini_key_and_env_var_in_help(pytester):
+    result = pytester.runpytest_subprocess("--help")
+    text = " ".join(result.stdout.str().split())  # help text is wrapped
+    from pytest_k8s_sa.options import OPTIONS
+
+    for option in OPTIONS:
+        assert option.ini in text
+        assert f"env {option.env}" in text
+
+
+def test_kubeconfig_option_is_registered_once_with_pytest_kind(pytester):
+    """pytest-kind-ng registers --kubeconfig too; loading both must not conflict."""
+    result = pytester.runpytest_subprocess("--help")
+    assert result.ret == 0
+    assert result.stdout.str().count("--kubeconfig=KUBECONFIG") == 1
+
+
+def test_missing_kubeconfig_file_fails_with_a_clear_message(pytester, tmp_path):
+    pytester.makepyfile("def test_needs_cluster(k8s_cluster): pass")
+    result = pytester.runpytest_subprocess(f"--kubeconfig={tmp_path / 'nope'}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*[k8s-sa]*no such file*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_unreachable_cluster_fails_with_a_clear_message(pytester, tmp_path):
+    from pytest_k8s_sa.controlplane import write_kubeconfig
+    from pytest_k8s_sa.pki import CertificateAuthority
+
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(CertificateAuthority().cert_pem)
+    kubeconfig = write_kubeconfig(tmp_path / "kc", "https://127.0.0.1:9", ca)
+    pytester.makepyfile("def test_needs_cluster(k8s_cluster): pass")
+    result = pytester.runpytest_subprocess(f"--kubeconfig={kubeconfig}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*[k8s-sa]*does not answer*"])
+
+
+def test_kind_without_a_kind_binary_says_what_to_do(pytester, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    pytester.makepyfile("def test_needs_cluster(k8s_cluster): pass")
+    result = pytester.runpytest_subprocess("--kind-cluster")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*needs the `kind` binary*"])
