@@ -25,7 +25,6 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from filelock import FileLock
@@ -167,8 +166,7 @@ def _run(argv: list[str], cwd: Path, env: Mapping[str, str], what: str) -> str:
 
 
 def _pinned_module(version: str) -> Path | None:
-    folder = resources.files("pytest_k8s_sa") / "gobuild" / f"v{version}"
-    path = Path(str(folder))
+    path = Path(__file__).parent / "gobuild" / f"v{version}"
     return path if (path / "go.mod").is_file() and (path / "go.sum").is_file() else None
 
 
