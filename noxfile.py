@@ -29,8 +29,15 @@ def conformance(session: nox.Session) -> None:
     _install(session)
     args = session.posargs or ["--conformance-profile", "fast"]
     session.run(
-        "pytest", "suites", "-p", "no:cacheprovider", "--conformance-report", "reports/conformance.json",
-        "--junitxml", "reports/conformance-junit.xml", *args,
+        "pytest",
+        "suites",
+        "-p",
+        "no:cacheprovider",
+        "--conformance-report",
+        "reports/conformance.json",
+        "--junitxml",
+        "reports/conformance-junit.xml",
+        *args,
     )
 
 

@@ -39,8 +39,11 @@ def test_precedence_explicit_over_env_over_kubebuilder_over_cache(tmp_path, monk
     _fake_bins(binaries.version_cache_dir(binaries.DEFAULT_K8S_VERSION))
     monkeypatch.setenv("KUBEBUILDER_ASSETS", str(_fake_bins(tmp_path / "kb", ("etcd", "kube-apiserver"))))
     mixed = binaries.find_binaries(build=False)
-    assert mixed.sources == {"etcd": "$KUBEBUILDER_ASSETS", "kube-apiserver": "$KUBEBUILDER_ASSETS",
-                             "kube-controller-manager": "cache"}
+    assert mixed.sources == {
+        "etcd": "$KUBEBUILDER_ASSETS",
+        "kube-apiserver": "$KUBEBUILDER_ASSETS",
+        "kube-controller-manager": "cache",
+    }
 
     monkeypatch.setenv("K8S_SA_BIN_DIR", str(_fake_bins(tmp_path / "env")))
     assert set(binaries.find_binaries(build=False).sources.values()) == {"$K8S_SA_BIN_DIR"}
@@ -89,8 +92,12 @@ def test_pinned_wrapper_module_ships_with_the_package():
 
 
 def test_cli_build_with_a_bad_version_exits_2_without_traceback():
-    proc = subprocess.run([sys.executable, "-m", "pytest_k8s_sa.cli", "build", "--k8s-version", "9.9.9"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_k8s_sa.cli", "build", "--k8s-version", "9.9.9"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "k8s-sa: error:" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -16,7 +16,13 @@ def test_settings(request):
 
 @pytest.fixture
 def settings_of(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
-    for var in ("K8S_SA_PROVIDER", "K8S_SA_KUBECONFIG", "K8S_SA_KEEP_CLUSTER", "K8S_SA_VERSION", "K8S_SA_BIN_DIR"):
+    for var in (
+        "K8S_SA_PROVIDER",
+        "K8S_SA_KUBECONFIG",
+        "K8S_SA_KEEP_CLUSTER",
+        "K8S_SA_VERSION",
+        "K8S_SA_BIN_DIR",
+    ):
         monkeypatch.delenv(var, raising=False)
     pytester.makepyfile(PRINT_SETTINGS)
 

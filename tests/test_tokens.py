@@ -88,7 +88,9 @@ def test_minted_token_past_the_leeway_is_refused_as_expired(k8s_service_account,
     sa = k8s_service_account()
     now = dt.datetime.now(dt.UTC)
     expired = mint_token(
-        sa, audiences=["secret-store"], issued_at=now - dt.timedelta(minutes=20),
+        sa,
+        audiences=["secret-store"],
+        issued_at=now - dt.timedelta(minutes=20),
         expires_at=now - dt.timedelta(seconds=120),
     )
     review = token_review(expired, ["secret-store"])
@@ -101,7 +103,9 @@ def test_minted_token_inside_the_leeway_is_still_accepted(k8s_service_account, m
     sa = k8s_service_account()
     now = dt.datetime.now(dt.UTC)
     token = mint_token(
-        sa, audiences=["secret-store"], issued_at=now - dt.timedelta(minutes=20),
+        sa,
+        audiences=["secret-store"],
+        issued_at=now - dt.timedelta(minutes=20),
         expires_at=now - dt.timedelta(seconds=30),
     )
     assert token_review(token, ["secret-store"]).authenticated
@@ -112,7 +116,8 @@ def test_minted_tokens_carry_the_key_id_the_apiserver_uses(k8s_cluster, k8s_serv
     jwks = requests.get(
         f"{k8s_cluster.api_client.configuration.host}/openid/v1/jwks",
         cert=(k8s_cluster.api_client.configuration.cert_file, k8s_cluster.api_client.configuration.key_file),
-        verify=k8s_cluster.api_client.configuration.ssl_ca_cert, timeout=10,
+        verify=k8s_cluster.api_client.configuration.ssl_ca_cert,
+        timeout=10,
     ).json()
     public = jwt.PyJWK(jwks["keys"][0]).key
     assert jwt.get_unverified_header(real.raw)["kid"] == key_id(public)

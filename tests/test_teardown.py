@@ -1,0 +1,199 @@
+"""No process is ever left behind: normal end, failing test, SIGTERM, kill -9, xdist, `k8s-sa up`.
+
+Each case runs a real pytest (or `k8s-sa up`) in a subprocess with its own --basetemp and then
+looks for any process whose command line mentions that folder: every control-plane component
+has its data, certificate and log paths there.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_k8s_sa.process import Process, ProcessError, sweep_orphans
+from pytest_k8s_sa.waiting import wait_until
+
+USES_CLUSTER = """
+import os, pathlib
+from pytest_k8s_sa.waiting import wait_until
+
+def test_uses_cluster(k8s_cluster, k8s_namespace):
+    assert k8s_cluster.server_version
+    {body}
+"""
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and "-m pytest" not in cmdline and "-mpytest" not in cmdline:
+            found.append(f"{proc.name}: {cmdline[:200]}")
+    return found
+
+
+def assert_nothing_left(basetemp: Path) -> None:
+    wait_until(lambda: not processes_mentioning(str(basetemp)), 20, "processes left behind")
+
+
+def run_inner(pytester: pytest.Pytester, body: str, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    pytester.makepyfile(USES_CLUSTER.format(body=body))
+    basetemp = pytester.path / "basetemp"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--basetemp={basetemp}", *args],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    return proc, basetemp
+
+
+def wait_for_cluster(basetemp: Path) -> None:
+    wait_until(lambda: bool(list(basetemp.rglob("state.json"))), 120, "inner run never started its cluster")
+    assert len(processes_mentioning(str(basetemp))) >= 3, "etcd, apiserver, controller manager should run"
+
+
+@pytest.mark.parametrize("body", ["pass", "assert False, 'failing on purpose'"], ids=["passing", "failing"])
+def test_nothing_left_after_a_run(pytester, body):
+    proc, basetemp = run_inner(pytester, body)
+    output = proc.communicate(timeout=300)[0].decode()
+    assert proc.returncode == (0 if body == "pass" else 1), output
+    assert_nothing_left(basetemp)
+
+
+BLOCK = "wait_until(lambda: False, 600, 'blocking until the outer test signals us')"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_nothing_left_after_interrupt(pytester, signum):
+    proc, basetemp = run_inner(pytester, BLOCK)
+    try:
+        wait_for_cluster(basetemp)
+        proc.send_signal(signum)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert_nothing_left(basetemp)
+
+
+def test_nothing_left_after_kill_9(pytester):
+    proc, basetemp = run_inner(pytester, BLOCK)
+    try:
+        wait_for_cluster(basetemp)
+        proc.kill()
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert_nothing_left(basetemp)
+
+
+def test_xdist_workers_share_one_control_plane_and_it_stops(pytester, monkeypatch):
+    out = pytester.path / "out"
+    out.mkdir()
+    monkeypatch.setenv("K8S_SA_TEST_OUT", str(out))
+    pytester.makepyfile(
+        """
+        import os, pathlib, pytest
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_server(k8s_cluster, k8s_namespace, n):
+            line = f"{k8s_cluster.api_client.configuration.host} {k8s_namespace} {os.getpid()}"
+            (pathlib.Path(os.environ["K8S_SA_TEST_OUT"]) / str(n)).write_text(line)
+        """
+    )
+    basetemp = pytester.path / "basetemp"
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", f"--basetemp={basetemp}")
+    result.assert_outcomes(passed=4)
+    rows = [path.read_text().split() for path in out.iterdir()]
+    assert len({server for server, _, _ in rows}) == 1, rows
+    assert len({namespace for _, namespace, _ in rows}) == 4, rows
+    assert len({pid for _, _, pid in rows}) == 2, "both workers should have run tests"
+    assert_nothing_left(basetemp)
+
+
+def test_k8s_sa_up_prints_ready_and_stops_on_sigterm(tmp_path):
+    kubeconfig = tmp_path / "kc"
+    workdir = tmp_path / "work"
+    proc = subprocess.Popen(
+        ["k8s-sa", "up", "--kubeconfig", str(kubeconfig), "--workdir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == f"ready {kubeconfig}"
+        assert kubeconfig.is_file()
+        assert processes_mentioning(str(workdir))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    assert_nothing_left(workdir)
+
+
+def sleeper(marker: str) -> str:
+    """A shell word list for a child that idles and carries ``marker`` in its command line."""
+    return f"{sys.executable} -c 'import time; time.sleep(300)' {marker}"
+
+
+def test_process_stop_kills_the_whole_group(tmp_path):
+    marker = f"k8s-sa-group-{os.getpid()}"
+    proc = Process("group", ["sh", "-c", f"{sleeper(marker)} & {sleeper(marker)}; wait"], tmp_path / "log")
+    proc.start()
+    wait_until(lambda: len(processes_mentioning(marker)) >= 3, 10, "shell and two children not started")
+    proc.stop(grace=5)
+    wait_until(lambda: not processes_mentioning(marker), 10, "group still alive")
+
+
+def test_a_process_that_dies_at_start_reports_its_log(tmp_path):
+    proc = Process(
+        "doomed", ["sh", "-c", "echo boom-marker >&2; exit 3"], tmp_path / "log", health=lambda: False
+    )
+    with pytest.raises(ProcessError, match="exited with code 3") as error:
+        proc.start(timeout=10)
+    assert "boom-marker" in str(error.value)
+
+
+def test_sweep_kills_orphans_of_a_dead_owner(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    dead_owner = subprocess.Popen(["true"])
+    dead_owner.wait()
+    marker = f"k8s-sa-orphan-{os.getpid()}"
+    orphan = Process(
+        "orphan",
+        ["sh", "-c", f"{sleeper(marker)}; :"],
+        tmp_path / "log",
+        owner_pid=dead_owner.pid,
+        die_with_parent=False,
+    )
+    orphan.start()
+    wait_until(lambda: len(processes_mentioning(marker)) == 2, 10, "orphan not started")
+    killed = sweep_orphans()
+    assert killed == [f"orphan (pid {orphan.pid})"]
+    wait_until(lambda: not processes_mentioning(marker), 10, "orphan survived the sweep")
+    orphan.stop()
+
+
+def test_sweep_spares_processes_whose_owner_lives(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    marker = f"k8s-sa-owned-{os.getpid()}"
+    owned = Process("owned", ["sh", "-c", f"{sleeper(marker)}; :"], tmp_path / "log")
+    owned.start()
+    try:
+        wait_until(lambda: len(processes_mentioning(marker)) == 2, 10, "process not started")
+        assert sweep_orphans() == []
+        assert len(processes_mentioning(marker)) == 2
+    finally:
+        owned.stop()
