@@ -41,6 +41,9 @@ from .providers.local import LocalProvider, stop_shared
 
 LOG_TAIL_LINES = 40
 
+# Conformance checks (marker, `check` fixture, JSON report) are a plugin module of their own.
+pytest_plugins = ["pytest_k8s_sa.conformance"]
+
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     options.register(parser, pluginmanager)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import requests
 from filelock import FileLock
@@ -73,14 +74,14 @@ class LocalProvider:
             log_paths={k: Path(v) for k, v in state["logs"].items()},
         )
 
-    def _start(self) -> dict[str, object]:
+    def _start(self) -> dict[str, Any]:
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         binaries = find_binaries(self.version, self.bin_dir)
         cp = ControlPlane(self.workdir, binaries, owner_pid=self.owner_pid, die_with_parent=not self.shared)
         cp.start()
         self.control_plane = cp
-        state = {
+        state: dict[str, Any] = {
             "kubeconfig": str(cp.kubeconfig),
             "server": cp.server,
             "ca": str(cp.certs.ca),
@@ -94,9 +95,9 @@ class LocalProvider:
         self._state_path.write_text(json.dumps(state, indent=2))
         return state
 
-    def _read_live_state(self) -> dict[str, object] | None:
+    def _read_live_state(self) -> dict[str, Any] | None:
         try:
-            state: dict[str, object] = json.loads(self._state_path.read_text())
+            state: dict[str, Any] = json.loads(self._state_path.read_text())
             answer = requests.get(f"{state['server']}/livez", verify=str(state["ca"]), timeout=2)
         except (OSError, ValueError, KeyError, requests.RequestException):
             return None
