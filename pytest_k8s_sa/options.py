@@ -99,6 +99,22 @@ OPTIONS: tuple[Option, ...] = (
         is_bool=True,
         default=False,
     ),
+    Option(
+        "--conformance-report",
+        "conformance_report",
+        "k8s_sa_conformance_report",
+        "K8S_SA_CONFORMANCE_REPORT",
+        "Write the conformance report (JSON: checks with id, outcome, fidelity, evidence) to this path.",
+    ),
+    Option(
+        "--conformance-profile",
+        "conformance_profile",
+        "k8s_sa_conformance_profile",
+        "K8S_SA_CONFORMANCE_PROFILE",
+        "Conformance profile: fast (default) or full (adds real-time expiry and rotation, about 11 min).",
+        default="fast",
+        choices=("fast", "full"),
+    ),
 )
 
 BY_DEST = {o.dest: o for o in OPTIONS}
