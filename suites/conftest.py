@@ -22,8 +22,8 @@ def deployment(
     """The API service, secret store and data store, deployed once per run (per xdist worker)."""
     if k8s_cluster.capabilities.runs_pods:
         pytest.skip(
-            f"deploying the workloads as real pods on the {k8s_cluster.provider} provider is not implemented yet "
-            "(manifests in fixtures/manifests; tracked by the local-node issue): run on the local provider"
+            f"deploying the workloads as real pods on the {k8s_cluster.provider} provider is not implemented "
+            "yet (tracked by the local-node issue): run the suite on the local provider"
         )
     with deploy_processes(k8s_cluster, k8s_names, tmp_path_factory.mktemp("workloads")) as deployed:
         yield deployed

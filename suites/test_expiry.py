@@ -1,0 +1,90 @@
+"""Expiry: tokens are short-lived, and an expired one is refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+from kubernetes.client import ApiException
+
+from pytest_k8s_sa.waiting import wait_until
+
+from .helpers import sa_ref, store_says
+
+
+@pytest.mark.conformance("EXP-001", "a TokenRequest for less than 600 s is refused (422)")
+def test_short_token_request_is_refused(check, k8s_cluster, deployment, projected_token):
+    with pytest.raises(ApiException) as refused:
+        projected_token(
+            sa_ref(k8s_cluster, deployment.api), audiences=[deployment.audience], expiration_seconds=599
+        )
+    check.record("status", refused.value.status)
+    check.record("message", refused.value.body[:300] if refused.value.body else None)
+    assert refused.value.status == 422
+
+
+@pytest.mark.conformance("EXP-002", "status.expirationTimestamp matches the requested expiration")
+def test_expiration_timestamp_matches(check, k8s_cluster, deployment, projected_token):
+    token = projected_token(
+        sa_ref(k8s_cluster, deployment.api), audiences=[deployment.audience], expiration_seconds=1800
+    )
+    lifetime = token.claims["exp"] - token.claims["iat"]
+    check.record("requested_seconds", 1800)
+    check.record("exp_minus_iat", lifetime)
+    check.record("expiration_timestamp", token.expiration_timestamp)
+    assert lifetime == 1800
+    assert token.expiration_timestamp is not None
+    assert abs(token.expiration_timestamp.timestamp() - token.claims["exp"]) <= 1
+
+
+@pytest.mark.conformance("EXP-003", "an expired token (minted with exp beyond the 60 s leeway) gets 403")
+def test_expired_minted_token_is_refused(check, k8s_cluster, deployment, mint_token, token_review):
+    now = dt.datetime.now(dt.UTC)
+    token = mint_token(
+        sa_ref(k8s_cluster, deployment.api),
+        audiences=[deployment.audience],
+        issued_at=now - dt.timedelta(minutes=15),
+        expires_at=now - dt.timedelta(seconds=90),
+    )
+    check.record("exp_seconds_ago", 90)
+    check.record(
+        "minted", "signed with the cluster's own service-account key; validated by the real apiserver"
+    )
+    review = token_review(token, [deployment.audience])
+    status, _ = store_says(deployment, token.raw)
+    check.record("review_error", review.error)
+    check.record("status", status)
+    assert not review.authenticated
+    assert "expired" in (review.error or "")
+    assert status == 403
+
+
+@pytest.mark.conformance(
+    "EXP-004",
+    "a real 600 s token is accepted before exp and refused after exp + leeway",
+    profile="full",
+    minutes=11,
+)
+def test_real_token_expires(check, k8s_cluster, deployment, projected_token, token_review):
+    token = projected_token(
+        sa_ref(k8s_cluster, deployment.api), audiences=[deployment.audience], expiration_seconds=600
+    )
+    exp = token.claims["exp"]
+    assert token_review(token, [deployment.audience]).authenticated
+    assert store_says(deployment, token.raw)[0] == 200
+    refused_at: list[float] = []
+
+    def refused() -> bool:
+        if token_review(token, [deployment.audience]).authenticated:
+            return False
+        refused_at.append(time.time())
+        return True
+
+    wait_until(refused, 600 + 180, "token still accepted 3 minutes after exp", max_interval=5.0)
+    check.record("exp", exp)
+    check.record("observed_leeway_seconds", round(refused_at[0] - exp, 1))
+    status, _ = store_says(deployment, token.raw)
+    check.record("status_after_expiry", status)
+    assert refused_at[0] >= exp, "refused before its exp"
+    assert status == 403
