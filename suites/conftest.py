@@ -14,6 +14,8 @@ from pytest_k8s_sa.cluster import Cluster
 from pytest_k8s_sa.deploy import Deployment, deploy_processes
 from pytest_k8s_sa.fixtures import Names
 
+from .scenarios import revoked  # noqa: F401 - session fixture shared by several check modules
+
 
 @pytest.fixture(scope="session")
 def deployment(

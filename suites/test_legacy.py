@@ -1,0 +1,124 @@
+"""Legacy Secret-based tokens: the hazards the article's approach inherits."""
+
+from __future__ import annotations
+
+import base64
+
+import kubernetes
+import pytest
+
+from pytest_k8s_sa import resources
+from pytest_k8s_sa.fixtures import ServiceAccountRef
+from pytest_k8s_sa.tokens import Token
+from pytest_k8s_sa.waiting import wait_until
+
+from .helpers import store_says
+
+
+@pytest.fixture(scope="module")
+def legacy(k8s_cluster, k8s_names, deployment):
+    """A legacy token Secret for the API service's own (allow-listed) service account."""
+    if not k8s_cluster.capabilities.controller_manager:
+        pytest.skip("legacy tokens need kube-controller-manager's tokens controller")
+    api = k8s_cluster.api_client
+    name = k8s_names("api-legacy-token")
+    resources.create_legacy_token_secret(api, deployment.api.namespace, deployment.api.service_account, name)
+    raw = resources.wait_legacy_token(api, deployment.api.namespace, name)
+    yield {"secret": name, "token": Token.from_raw(raw)}
+    resources.core(api).delete_namespaced_secret(name, deployment.api.namespace)
+
+
+@pytest.mark.conformance("LEG-001", "a legacy token has no exp (it never expires)")
+def test_legacy_token_has_no_exp(check, legacy):
+    claims = legacy["token"].claims
+    check.record("claims", sorted(claims))
+    check.record("iss", claims.get("iss"))
+    assert "exp" not in claims
+    assert "aud" not in claims
+
+
+@pytest.mark.conformance("LEG-002", "a reviewer that passes no audience accepts a legacy token")
+def test_audience_less_review_accepts_it(check, deployment, legacy, token_review):
+    review = token_review(legacy["token"])
+    check.record("authenticated", review.authenticated)
+    check.record("username", review.username)
+    check.record("audiences", review.audiences)
+    assert review.authenticated
+    assert review.username == deployment.api.username
+
+
+@pytest.mark.conformance("LEG-003", "the secret store (which passes its audience) refuses a legacy token")
+def test_secret_store_refuses_it(check, deployment, legacy):
+    status, body = store_says(deployment, legacy["token"].raw)
+    check.record("status", status)
+    check.record("body", body)
+    assert status == 403
+
+
+@pytest.mark.conformance(
+    "LEG-004",
+    "any workload that may read Secrets in the namespace can take the token and authenticate with it",
+)
+def test_secret_readers_can_impersonate(
+    check, k8s_cluster, k8s_names, deployment, legacy, projected_token, token_review
+):
+    api, ns = k8s_cluster.api_client, deployment.api.namespace
+    reader = resources.create_service_account(api, ns, k8s_names("secret-reader"))
+    role = k8s_names("read-secrets")
+    rbac = kubernetes.client.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role(
+        ns,
+        kubernetes.client.V1Role(
+            metadata=kubernetes.client.V1ObjectMeta(name=role),
+            rules=[kubernetes.client.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["get"])],
+        ),
+    )
+    rbac.create_namespaced_role_binding(
+        ns,
+        kubernetes.client.V1RoleBinding(
+            metadata=kubernetes.client.V1ObjectMeta(name=role),
+            role_ref=kubernetes.client.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="Role", name=role
+            ),
+            subjects=[
+                kubernetes.client.RbacV1Subject(
+                    kind="ServiceAccount", name=reader.metadata.name, namespace=ns
+                )
+            ],
+        ),
+    )
+    reader_ref = ServiceAccountRef(ns, reader.metadata.name, reader.metadata.uid)
+    reader_client = k8s_cluster.client_for_token(projected_token(reader_ref, expiration_seconds=600).raw)
+    try:
+        stolen: list[str] = []
+
+        def read() -> bool:
+            try:
+                secret = resources.core(reader_client).read_namespaced_secret(legacy["secret"], ns)
+            except kubernetes.client.ApiException as exc:
+                if exc.status == 403:
+                    return False  # the RoleBinding is not in the authorizer's cache yet
+                raise
+            stolen.append(base64.b64decode(secret.data["token"]).decode())
+            return True
+
+        wait_until(read, 30, "the secret reader never got access")
+    finally:
+        reader_client.close()
+    review = token_review(stolen[0])
+    check.record("reader", f"{ns}:{reader.metadata.name}")
+    check.record("authenticated_as", review.username)
+    assert review.authenticated
+    assert review.username == deployment.api.username
+    assert review.username != f"system:serviceaccount:{ns}:{reader.metadata.name}"
+
+
+@pytest.mark.conformance("LEG-005", "deleting the Secret revokes the legacy token")
+def test_deleting_the_secret_revokes_it(check, revoked):
+    case = revoked["legacy"]
+    check.record("accepted_before", case.before.authenticated)
+    check.record("refused_after_seconds", case.seconds)
+    check.record("error_after", case.after.error if case.after else None)
+    assert case.before.authenticated
+    assert case.after is not None
+    assert not case.after.authenticated
