@@ -1,0 +1,118 @@
+"""Benchmarks: `python benchmarks/run.py` (or `nox -s bench`). Figures go to BENCHMARKS.md by hand.
+
+1. control-plane start to ready (cached binaries): ``ControlPlane.start()`` until ``/readyz`` is
+   200 and the ``default`` service account exists; N cold starts, fresh PKI each time.
+2. per-test fixture cost: namespace + service account + TokenRequest + TokenReview (what one
+   token test pays), measured on one running control plane.
+3. the conformance suite's ``fast`` profile end to end, control-plane start included, as a
+   ``pytest suites`` subprocess.
+
+Medians (and min/max) are printed and written to ``benchmarks/results/run.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import kubernetes
+
+from pytest_k8s_sa import resources
+from pytest_k8s_sa.binaries import find_binaries
+from pytest_k8s_sa.controlplane import ControlPlane
+from pytest_k8s_sa.tokens import request_token, review_token
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(samples), 4),
+        "min": round(min(samples), 4),
+        "max": round(max(samples), 4),
+        "n": len(samples),
+    }
+
+
+def bench_start(runs: int) -> dict[str, float]:
+    binaries = find_binaries()
+    samples = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="k8s-sa-bench-") as workdir:
+            plane = ControlPlane(Path(workdir), binaries)
+            started = time.perf_counter()
+            plane.start()
+            samples.append(time.perf_counter() - started)
+            plane.stop()
+    return summary(samples)
+
+
+def bench_fixture_cost(runs: int) -> dict[str, float]:
+    binaries = find_binaries()
+    samples = []
+    with (
+        tempfile.TemporaryDirectory(prefix="k8s-sa-bench-") as workdir,
+        ControlPlane(Path(workdir), binaries) as plane,
+    ):
+        api = kubernetes.config.new_client_from_config(config_file=str(plane.kubeconfig))
+        labels = resources.run_labels("bench")
+        for _ in range(runs + 3):
+            name = f"bench-{uuid.uuid4().hex[:8]}"
+            started = time.perf_counter()
+            resources.create_namespace(api, name, labels)
+            resources.create_service_account(api, name, "sa")
+            token = request_token(api, name, "sa", audiences=["secret-store"], expiration_seconds=600)
+            assert review_token(api, token.raw, ["secret-store"]).authenticated
+            resources.delete_namespace(api, name)
+            samples.append(time.perf_counter() - started)
+        api.close()
+    return summary(samples[3:])  # the first calls warm up connections and caches
+
+
+def bench_suite(runs: int) -> dict[str, float]:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "suites", "-q", "-p", "no:cacheprovider"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        samples.append(time.perf_counter() - started)
+        if proc.returncode != 0:
+            raise SystemExit(f"conformance suite failed:\n{proc.stdout[-3000:]}")
+    return summary(samples)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--start-runs", type=int, default=7)
+    parser.add_argument("--fixture-runs", type=int, default=30)
+    parser.add_argument("--suite-runs", type=int, default=3)
+    args = parser.parse_args()
+    results = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {platform.node()}, Python {platform.python_version()}",
+        "control_plane_start_seconds": bench_start(args.start_runs),
+        "per_test_fixture_seconds": bench_fixture_cost(args.fixture_runs),
+        "fast_suite_end_to_end_seconds": bench_suite(args.suite_runs),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "run.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
