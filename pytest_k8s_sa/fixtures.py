@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -114,8 +113,7 @@ class Names:
     """Names unique to this run and xdist worker, valid as Kubernetes object names."""
 
     def __init__(self, run_id: str) -> None:
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw")
-        self._prefix = f"{run_id}-{worker}"
+        self._prefix = f"{run_id}-{resources.worker_id()}"
         self._counter = itertools.count(1)
 
     def __call__(self, stem: str) -> str:
@@ -146,6 +144,8 @@ def k8s_namespace(request: pytest.FixtureRequest, k8s_cluster: Cluster, k8s_name
     yield name
     settings = request.config.stash.get(SETTINGS_KEY, None)
     if settings and settings.keep_namespaces_on_failure and request.node.stash.get(FAILED_KEY, False):
+        # Drop the run label, so the end-of-run cleanup (which deletes by that label) spares it.
+        resources.keep_namespace(k8s_cluster.api_client, name)
         request.node.add_report_section("teardown", "k8s-sa", f"kept namespace {name} (test failed)")
         return
     resources.delete_namespace(k8s_cluster.api_client, name)

@@ -7,6 +7,7 @@ delete) what it made itself, even on a shared cluster reached through ``--kubeco
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Iterable
 
 import kubernetes
@@ -17,13 +18,20 @@ from .waiting import wait_until
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "pytest-k8s-sa"
 RUN_LABEL = "pytest-k8s-sa/run"
+WORKER_LABEL = "pytest-k8s-sa/worker"
+KEPT_LABEL = "pytest-k8s-sa/kept"
 LEGACY_TOKEN_TYPE = "kubernetes.io/service-account-token"  # noqa: S105 - a Secret type, not a secret
 PLACEHOLDER_IMAGE = "registry.k8s.io/pause:3.10"
 """Pods created only so tokens can be bound to them; on kind the image is already on the node."""
 
 
+def worker_id() -> str:
+    """The pytest-xdist worker (``gw0``, ...) or ``main``: objects are cleaned up per worker."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
 def run_labels(run_id: str) -> dict[str, str]:
-    return {MANAGED_BY_LABEL: MANAGED_BY, RUN_LABEL: run_id}
+    return {MANAGED_BY_LABEL: MANAGED_BY, RUN_LABEL: run_id, WORKER_LABEL: worker_id()}
 
 
 def _ignore_404(call: object, *args: object, **kwargs: object) -> None:
@@ -43,6 +51,12 @@ def create_namespace(
 ) -> kubernetes.client.V1Namespace:
     body = kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name, labels=labels))
     return core(api_client).create_namespace(body)
+
+
+def keep_namespace(api_client: kubernetes.client.ApiClient, name: str) -> None:
+    """Mark a namespace as kept for inspection: no longer the run's, so no cleanup deletes it."""
+    patch = {"metadata": {"labels": {RUN_LABEL: None, WORKER_LABEL: None, KEPT_LABEL: "true"}}}
+    core(api_client).patch_namespace(name, patch)
 
 
 def delete_namespace(api_client: kubernetes.client.ApiClient, name: str) -> None:
@@ -177,8 +191,11 @@ def delete_cluster_role_binding(api_client: kubernetes.client.ApiClient, name: s
 def delete_run_objects(
     api_client: kubernetes.client.ApiClient, run_id: str, *, wait: float = 0.0
 ) -> list[str]:
-    """Delete every namespace and ClusterRoleBinding labelled with ``run_id``; return their names."""
-    selector = f"{RUN_LABEL}={run_id}"
+    """Delete the namespaces and ClusterRoleBindings this run (and this xdist worker) created.
+
+    Other workers of the same run may still be using theirs, so the selector names the worker too.
+    """
+    selector = f"{RUN_LABEL}={run_id},{WORKER_LABEL}={worker_id()}"
     deleted: list[str] = []
     rbac = kubernetes.client.RbacAuthorizationV1Api(api_client)
     for crb in rbac.list_cluster_role_binding(label_selector=selector).items:

@@ -6,6 +6,7 @@ and ClusterRoleBindings they created themselves, found by the run's label.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import kubernetes
@@ -26,15 +27,13 @@ def probe(kubeconfig: Path, context: str | None = None) -> tuple[str, str | None
         version = kubernetes.client.VersionApi(client).get_code(_request_timeout=10).git_version
         issuer: str | None = None
         try:
-            data, _status, _headers = client.call_api(
-                "/.well-known/openid-configuration",
-                "GET",
-                auth_settings=["BearerToken"],
-                response_type="object",
-                _request_timeout=10,
+            # Raw response: the generated client turns this JSON document into a Python repr string.
+            raw = kubernetes.client.WellKnownApi(client).get_service_account_issuer_open_id_configuration(
+                _request_timeout=10, _preload_content=False
             )
+            data = json.loads(raw.data)
             issuer = data.get("issuer") if isinstance(data, dict) else None
-        except kubernetes.client.ApiException:
+        except (kubernetes.client.ApiException, ValueError):
             issuer = None  # discovery off or not allowed: the suite reports it, attaching still works
     except (urllib3.exceptions.HTTPError, OSError, kubernetes.client.ApiException) as exc:
         server = client.configuration.host

@@ -1,0 +1,87 @@
+"""The kubeconfig provider against a cluster it did not create (`k8s-sa up` plays the existing one).
+
+It must create only what it deletes: after the run, no namespace or ClusterRoleBinding of the run
+is left, the cluster itself still runs, and a kept namespace survives.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import kubernetes
+import pytest
+
+from pytest_k8s_sa.resources import KEPT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from pytest_k8s_sa.waiting import wait_until
+
+INNER = """
+def test_creates_things(k8s_cluster, k8s_namespace, k8s_service_account, token_reviewer, projected_token,
+                        token_review):
+    assert k8s_cluster.provider == "kubeconfig"
+    assert not k8s_cluster.capabilities.holds_signing_key
+    sa = k8s_service_account()
+    token_reviewer(sa)
+    token = projected_token(sa, audiences=["secret-store"])
+    assert token_review(token, ["secret-store"]).authenticated
+
+def test_fails_and_keeps_its_namespace(k8s_namespace):
+    assert False, "failing on purpose"
+
+def test_mint_token_skips_with_a_reason(mint_token):
+    pass
+"""
+
+
+@pytest.fixture(scope="module")
+def existing_cluster(tmp_path_factory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("existing")
+    kubeconfig = folder / "kubeconfig"
+    proc = subprocess.Popen(
+        ["k8s-sa", "up", "--kubeconfig", str(kubeconfig), "--workdir", str(folder / "work")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("ready "), "k8s-sa up did not become ready"
+        yield kubeconfig
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def managed(api: kubernetes.client.ApiClient) -> tuple[list[str], list[str], list[str]]:
+    selector = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+    core = kubernetes.client.CoreV1Api(api)
+    rbac = kubernetes.client.RbacAuthorizationV1Api(api)
+    namespaces = core.list_namespace(label_selector=selector).items
+    kept = [n.metadata.name for n in namespaces if (n.metadata.labels or {}).get(KEPT_LABEL)]
+    live = [n.metadata.name for n in namespaces if n.metadata.name not in kept]
+    bindings = [b.metadata.name for b in rbac.list_cluster_role_binding(label_selector=selector).items]
+    return live, bindings, kept
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_run_leaves_nothing_but_kept_namespaces(pytester, existing_cluster, workers):
+    pytester.makepyfile(INNER)
+    result = pytester.runpytest_subprocess(
+        f"--kubeconfig={existing_cluster}",
+        "--keep-namespaces-on-failure",
+        "-p",
+        "no:cacheprovider",
+        "-rs",
+        *workers,
+    )
+    result.assert_outcomes(passed=1, failed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*mint_token needs the cluster's service-account signing key*"])
+    api = kubernetes.config.new_client_from_config(config_file=str(existing_cluster))
+    try:
+        wait_until(lambda: not any(managed(api)[:2]), 60, "objects of the run are left on the cluster")
+        _live, _bindings, kept = managed(api)
+        assert kept, "the failed test's namespace should have been kept"
+        kubernetes.client.CoreV1Api(api).delete_namespace(kept[0])
+    finally:
+        api.close()
