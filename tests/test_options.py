@@ -27,7 +27,9 @@ def settings_of(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
     pytester.makepyfile(PRINT_SETTINGS)
 
     def run(*args: str) -> str:
-        result = pytester.runpytest_inprocess("-s", "-p", "no:cacheprovider", *args)
+        # A subprocess, not in-process: pytester's in-process runs restore sys.modules afterwards,
+        # which drops lazily imported kubernetes models and breaks later tests in this process.
+        result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", *args)
         return next(x[x.index("SETTINGS") :] for x in result.outlines if "SETTINGS" in x)
 
     return run
