@@ -7,6 +7,7 @@ is left, the cluster itself still runs, and a kept namespace survives.
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,18 +66,31 @@ def managed(api: kubernetes.client.ApiClient) -> tuple[list[str], list[str], lis
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
-def test_run_leaves_nothing_but_kept_namespaces(pytester, existing_cluster, workers):
-    pytester.makepyfile(INNER)
-    result = pytester.runpytest_subprocess(
-        f"--kubeconfig={existing_cluster}",
-        "--keep-namespaces-on-failure",
-        "-p",
-        "no:cacheprovider",
-        "-rs",
-        *workers,
+def test_run_leaves_nothing_but_kept_namespaces(tmp_path, existing_cluster, workers):
+    # A plain subprocess, not pytester: pytester restores sys.modules after each test, which drops
+    # the kubernetes models this test imports lazily and breaks later tests in this process.
+    (tmp_path / "test_inner.py").write_text(INNER)
+    inner = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            f"--kubeconfig={existing_cluster}",
+            "--keep-namespaces-on-failure",
+            "-p",
+            "no:cacheprovider",
+            "-rs",
+            f"--basetemp={tmp_path / 'basetemp'}",
+            *workers,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
-    result.assert_outcomes(passed=1, failed=1, skipped=1)
-    result.stdout.fnmatch_lines(["*mint_token needs the cluster's service-account signing key*"])
+    assert "1 failed, 1 passed, 1 skipped" in inner.stdout, inner.stdout[-3000:]
+    assert "mint_token needs the cluster's service-account signing key" in inner.stdout
     api = kubernetes.config.new_client_from_config(config_file=str(existing_cluster))
     try:
         wait_until(lambda: not any(managed(api)[:2]), 60, "objects of the run are left on the cluster")
