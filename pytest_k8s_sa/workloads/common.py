@@ -189,7 +189,9 @@ def http_call(
 
     Why ``http.client`` rather than ``urllib``: urllib silently honours ``*_PROXY`` variables and follows
     redirects, and neither must decide where a bearer token is sent. The socket timeout is lowered to
-    the time left before each step, so a slow server cannot stretch the call far beyond ``timeout``.
+    the time left before each step, and a watchdog shuts the socket down at the deadline: socket
+    timeouts bound each read, not the call, so a server that trickles one byte at a time would
+    otherwise hold the caller far beyond ``timeout``.
     """
     deadline = time.monotonic() + timeout
     conn: http.client.HTTPConnection
@@ -204,6 +206,21 @@ def http_call(
             raise TimeoutError("timed out")
         return left
 
+    expired = threading.Event()
+
+    def abort() -> None:
+        expired.set()
+        sock = conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                # The plain socket's shutdown, not SSLSocket's (which would drop its SSL object under
+                # the reading thread): the blocked read then fails with an OSError or ends early.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(timeout, abort)
+    watchdog.daemon = True
+    watchdog.start()
+    timed_out = UpstreamError(f"{endpoint.url}: timed out after {timeout:g}s")
     try:
         conn.connect()
         conn.sock.settimeout(remaining())
@@ -211,14 +228,19 @@ def http_call(
         conn.sock.settimeout(remaining())
         response = conn.getresponse()
         data = response.read(MAX_RESPONSE_BYTES + 1)
+        if expired.is_set():
+            raise timed_out  # the answer may have been cut short by the watchdog
         if len(data) > MAX_RESPONSE_BYTES:
             raise UpstreamError(f"response from {endpoint.url} larger than {MAX_RESPONSE_BYTES} bytes")
         return HttpResult(response.status, response.getheader("Content-Type", ""), data)
     except TimeoutError:
-        raise UpstreamError(f"{endpoint.url}: timed out after {timeout:g}s") from None
+        raise timed_out from None
     except (OSError, http.client.HTTPException) as exc:
+        if expired.is_set():
+            raise timed_out from None
         raise UpstreamError(f"{endpoint.url}: {type(exc).__name__}: {exc}"[:300]) from None
     finally:
+        watchdog.cancel()
         conn.close()
 
 
@@ -483,6 +505,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "k8s-sa-workload"
     sys_version = ""
     timeout = HANDLER_TIMEOUT_SECONDS  # an idle or slow client cannot hold a thread forever
+    # Headers and body go out in two writes; with Nagle's algorithm the second waits for the client's
+    # delayed ACK (~40 ms on Linux), so every answer on a keep-alive connection took 40 ms or more.
+    disable_nagle_algorithm = True
     server: "WorkloadServer"
 
     def _dispatch(self) -> None:
