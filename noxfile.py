@@ -42,6 +42,31 @@ def conformance(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def conformance_node(session: nox.Session) -> None:
+    """The conformance suite on a real node (--k8s-provider local-node; Linux, root).
+
+    Needs `apt-get install -y runc containernetworking-plugins iptables mmdebstrap`. The first run
+    builds kubelet, kube-proxy, kube-scheduler, containerd, CoreDNS and the images into
+    ~/.cache/pytest-k8s-sa (several minutes cold); later runs start the node in ~15 s.
+    """
+    _install(session)
+    args = session.posargs or ["--conformance-profile", "fast"]
+    session.run(
+        "pytest",
+        "suites",
+        "--k8s-provider",
+        "local-node",
+        "-p",
+        "no:cacheprovider",
+        "--conformance-report",
+        "reports/node.json",
+        "--junitxml",
+        "reports/node-junit.xml",
+        *args,
+    )
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) and mypy --strict on the package."""
     session.install("-e", ".[test,lint]")

@@ -54,9 +54,12 @@ class Certificates:
     sa_signing_key: Path
 
     @classmethod
-    def generate(cls, directory: Path) -> Certificates:
+    def generate(
+        cls, directory: Path, *, ca: CertificateAuthority | None = None, extra_ips: tuple[str, ...] = ()
+    ) -> Certificates:
+        """``ca``: issue from this authority (default: a new one); ``extra_ips``: more serving SANs."""
         directory.mkdir(parents=True, exist_ok=True)
-        ca = CertificateAuthority()
+        ca = ca or CertificateAuthority()
         ca_path = directory / "ca.crt"
         ca_path.write_bytes(ca.cert_pem)
         serving = ca.issue(
@@ -68,7 +71,7 @@ class Certificates:
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ),
-            ip_addresses=(LOOPBACK, KUBERNETES_SERVICE_IP),
+            ip_addresses=(LOOPBACK, KUBERNETES_SERVICE_IP, *extra_ips),
             server=True,
         )
         serving_cert, serving_key = serving.write(directory, "serving")
@@ -120,10 +123,12 @@ class APIServer:
     cert_dir: Path
     log_path: Path
     port: int = field(default_factory=free_port)
+    host: str = LOOPBACK
+    """Where it listens and what it advertises (the local-node provider: its veth's host address)."""
 
     @property
     def url(self) -> str:
-        return f"https://{LOOPBACK}:{self.port}"
+        return f"https://{self.host}:{self.port}"
 
     @property
     def issuer(self) -> str:
@@ -132,8 +137,8 @@ class APIServer:
 
     def default_flags(self) -> Flags:
         return {
-            "advertise-address": LOOPBACK,
-            "bind-address": LOOPBACK,
+            "advertise-address": self.host,
+            "bind-address": self.host,
             "secure-port": str(self.port),
             "etcd-servers": self.etcd_url,
             "cert-dir": str(self.cert_dir),
@@ -254,12 +259,17 @@ class ControlPlane:
         *,
         owner_pid: int | None = None,
         die_with_parent: bool = True,
+        bind_address: str = LOOPBACK,
+        ca: CertificateAuthority | None = None,
     ) -> None:
+        """``bind_address``/``ca``: for the local-node provider (apiserver on the node's veth, node
+        certificates from the same CA); the defaults give the loopback-only control plane."""
         self.workdir = workdir
         self.binaries = binaries
         self.owner_pid = owner_pid
         self.die_with_parent = die_with_parent
-        self.certs = Certificates.generate(workdir / "pki")
+        extra_ips = () if bind_address == LOOPBACK else (bind_address,)
+        self.certs = Certificates.generate(workdir / "pki", ca=ca, extra_ips=extra_ips)
         logs = workdir / "logs"
         self.etcd = Etcd(binaries.etcd, workdir / "etcd", logs / "etcd.log")
         self.apiserver = APIServer(
@@ -268,6 +278,7 @@ class ControlPlane:
             self.etcd.url,
             workdir / "apiserver",
             logs / "kube-apiserver.log",
+            host=bind_address,
         )
         self.kubeconfig = workdir / "kubeconfig"
         self.controller_manager = ControllerManager(

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-PROVIDERS = ("local", "kind", "kubeconfig")
+PROVIDERS = ("local", "kind", "kubeconfig", "local-node")
 KIND_PLUGINS = (("pytest-kind-ng", "pytest-kind-ng"), ("pytest-kind", "pytest-kind"))
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -44,7 +44,8 @@ OPTIONS: tuple[Option, ...] = (
         "k8s_provider",
         "k8s_sa_provider",
         "K8S_SA_PROVIDER",
-        "Where the cluster comes from: local (embedded control plane, default), kind, kubeconfig.",
+        "Where the cluster comes from: local (embedded control plane, default), kind, kubeconfig, "
+        "local-node (control plane plus a real kubelet/containerd node; Linux, root).",
         choices=PROVIDERS,
     ),
     Option(
@@ -212,10 +213,10 @@ def resolve(config: pytest.Config) -> Settings:
         )
     if provider is None:
         provider = "kind" if kind else ("kubeconfig" if kubeconfig else "local")
-    if provider == "local" and kubeconfig:
+    if provider in ("local", "local-node") and kubeconfig:
         raise pytest.UsageError(
-            "--kubeconfig names an existing cluster, but --k8s-provider is local (which starts its own): "
-            "use --k8s-provider kubeconfig, or drop --kubeconfig."
+            f"--kubeconfig names an existing cluster, but --k8s-provider is {provider} "
+            "(which starts its own): use --k8s-provider kubeconfig, or drop --kubeconfig."
         )
     if provider == "kubeconfig":
         if not kubeconfig:
@@ -228,7 +229,7 @@ def resolve(config: pytest.Config) -> Settings:
                 "--k8s-version cannot apply to an existing cluster (--kubeconfig): its version is what it "
                 "is. Drop --k8s-version."
             )
-    if bin_dir and provider != "local":
+    if bin_dir and provider not in ("local", "local-node"):
         raise pytest.UsageError(f"--k8s-bin-dir is for the local provider only; the provider is {provider}.")
     return Settings(
         provider=provider,

@@ -108,6 +108,20 @@ def make_provider(config: pytest.Config, tmp_path_factory: pytest.TempPathFactor
             keep=settings.keep_cluster,
         )
     worker = _is_xdist_worker(config)
+    if settings.provider == "local-node":
+        from .providers.local_node import LocalNodeProvider
+
+        if worker:
+            raise pytest.UsageError(
+                "--k8s-provider local-node runs one node per machine and is not shared between "
+                "pytest-xdist workers: run without -n."
+            )
+        return LocalNodeProvider(
+            version=settings.k8s_version or DEFAULT_K8S_VERSION,
+            bin_dir=settings.bin_dir,
+            owner_pid=os.getpid(),
+            keep=settings.keep_cluster,
+        )
     return LocalProvider(
         _shared_dir(config, tmp_path_factory),
         version=settings.k8s_version or DEFAULT_K8S_VERSION,
@@ -139,7 +153,7 @@ def k8s_cluster(
         yield cluster
     finally:
         try:
-            if info.provider != "local":
+            if info.provider not in ("local", "local-node"):
                 # Delete what this run created on a cluster that outlives it, then wait.
                 resources.delete_run_objects(cluster.api_client, cluster.run_id, wait=120.0)
         finally:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_k8s_sa.cluster import Cluster
-from pytest_k8s_sa.deploy import Deployment, deploy_processes
+from pytest_k8s_sa.deploy import Deployment, deploy_manifests, deploy_processes
 from pytest_k8s_sa.fixtures import Names
 
 from .scenarios import revoked  # noqa: F401 - session fixture shared by several check modules
@@ -23,9 +23,11 @@ def deployment(
 ) -> Iterator[Deployment]:
     """The API service, secret store and data store, deployed once per run (per xdist worker)."""
     if k8s_cluster.capabilities.runs_pods:
-        pytest.skip(
-            f"deploying the workloads as real pods on the {k8s_cluster.provider} provider is not implemented "
-            "yet (tracked by the local-node issue): run the suite on the local provider"
-        )
+        deployed = deploy_manifests(k8s_cluster, k8s_names, tmp_path_factory.mktemp("workloads"))
+        try:
+            yield deployed
+        finally:
+            deployed.teardown()
+        return
     with deploy_processes(k8s_cluster, k8s_names, tmp_path_factory.mktemp("workloads")) as deployed:
         yield deployed

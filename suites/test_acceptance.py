@@ -14,6 +14,7 @@ def test_api_service_is_accepted_end_to_end(check, deployment):
     check.record("status", answer.status_code)
     check.record("body", answer.text)
     check.record("api_token_jti", deployment.api.get("/debug/token-info").json().get("jti"))
+    check.record("deploy_timings", deployment.timings)
     assert answer.status_code == 200
     assert answer.text == GRANTED
 
@@ -23,7 +24,7 @@ def test_api_service_is_accepted_end_to_end(check, deployment):
 )
 def test_review_shows_the_api_identity(check, deployment, token_review):
     check.fidelity = deployment.fidelity
-    token = deployment.api.projector.current
+    token = deployment.api.current_token()
     review = token_review(token, [deployment.audience])
     check.record("username", review.username)
     check.record("groups", review.groups)

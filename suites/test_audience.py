@@ -36,7 +36,7 @@ def test_other_audience_token_is_refused(check, k8s_cluster, deployment, project
 def test_data_store_is_refused_by_the_allow_list(check, deployment, token_review):
     check.fidelity = deployment.fidelity
     answer = deployment.data_store.get("/")
-    review = token_review(deployment.data_store.projector.current, [deployment.audience])
+    review = token_review(deployment.data_store.current_token(), [deployment.audience])
     check.record("status", answer.status_code)
     check.record("token_is_valid_for_the_audience", review.authenticated)
     check.record("username", review.username)

@@ -29,7 +29,7 @@ def test_store_without_review_rights_fails_closed(check, k8s_cluster, k8s_names,
         allowed=f"{deployment.api.namespace}:api",
     )
     try:
-        answer = store.get("/", headers={"X-Client-Id": deployment.api.projector.current.raw})
+        answer = store.get("/", headers={"X-Client-Id": deployment.api.current_token().raw})
         stats = store.get("/debug/stats").json()
     finally:
         stop()
@@ -68,7 +68,7 @@ def _verify_offline(token: str, keys: jwt.PyJWKSet, issuer: str, audience: str) 
 @pytest.mark.conformance("DISC-001", "issuer discovery and JWKS verify a projected token offline")
 def test_offline_verification(check, k8s_cluster, deployment, projected_token):
     document, keys = _discovery(k8s_cluster, deployment, projected_token)
-    token = deployment.api.projector.current
+    token = deployment.api.current_token()
     claims = _verify_offline(token.raw, keys, document["issuer"], deployment.audience)
     check.record("issuer", document["issuer"])
     check.record("jwks_uri", document["jwks_uri"])

@@ -18,10 +18,15 @@ def _api_jti(deployment) -> str | None:
 @pytest.fixture(scope="module")
 def rotated(deployment):
     """Replace the API service's token file once, as the kubelet does at 80% of the TTL."""
-    old = deployment.api.projector.current
+    if not deployment.can_rotate_on_demand:
+        pytest.skip(
+            "this cluster's kubelet cannot be made to rotate on demand; ROT-003 (full profile) waits for "
+            "its refresh at 80% of the TTL"
+        )
+    old = deployment.api.current_token()
     assert _api_jti(deployment) == old.jti
-    started = time.monotonic()
     new = deployment.rotate_api_token()
+    started = time.monotonic()  # from the moment the new token is in the file
     wait_until(
         lambda: _api_jti(deployment) == new.jti,
         deployment.api_token_refresh_seconds * 3 + 5,
@@ -39,6 +44,7 @@ def test_api_service_uses_the_new_token(check, deployment, rotated):
     check.record("old_jti", rotated["old"].jti)
     check.record("new_jti", rotated["new"].jti)
     check.record("picked_up_seconds", rotated["picked_up_seconds"])
+    check.record("rotation_trigger", deployment.rotation_trigger)
     check.record("refresh_interval_seconds", deployment.api_token_refresh_seconds)
     check.record("status", answer.status_code)
     assert rotated["new"].jti != rotated["old"].jti
@@ -70,7 +76,7 @@ def test_old_token_stays_valid(check, deployment, rotated, token_review):
 )
 def test_automatic_refresh(check, deployment):
     check.fidelity = deployment.fidelity
-    first = deployment.api.projector.current
+    first = deployment.api.current_token()
     lifetime = first.claims["exp"] - first.claims["iat"]
     wait_until(
         lambda: _api_jti(deployment) != first.jti,

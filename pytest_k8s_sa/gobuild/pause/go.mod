@@ -1,0 +1,3 @@
+module github.com/pytest-k8s-sa/pause
+
+go 1.24.0

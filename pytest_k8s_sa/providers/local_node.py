@@ -1,0 +1,192 @@
+"""The ``local-node`` provider: the embedded control plane plus a real node (kubelet, containerd).
+
+What kind does, without Docker and without a registry: kube-scheduler, a kubelet, kube-proxy,
+containerd and CoreDNS built from Go modules, runc and the CNI plugins from Debian, locally built
+images, all in a network namespace that cannot reach anything off this machine (see
+:mod:`pytest_k8s_sa.node`). The manifests in ``fixtures/manifests`` run there as real pods, so the
+kubelet projects and rotates their tokens for real.
+
+Linux and root only; :func:`pytest_k8s_sa.node.host.missing_prerequisites` says what is missing
+(and which ``apt-get install`` fixes it) elsewhere. One node per machine; not shared between
+pytest-xdist workers (run without ``-n``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from ..binaries import DEFAULT_K8S_VERSION, find_binaries, node_binaries
+from ..controlplane import ControlPlane
+from ..errors import K8sSAError
+from ..node.host import NodeError, missing_prerequisites
+from ..node.kubelet import NodeCertificates, scheduler_process
+from ..node.network import CLUSTER_CIDR, HOST_IP, SERVICE_RANGE
+from ..node.node import LocalNode, remove_tree, state_dir, sweep
+from ..pki import CertificateAuthority
+from ..process import Process
+from .base import Capabilities, ClusterInfo
+
+_ACTIVE: list[LocalNodeProvider] = []
+
+
+def active() -> LocalNodeProvider | None:
+    """The local-node provider running in this process, if any (for on-demand kubelet actions)."""
+    return _ACTIVE[-1] if _ACTIVE else None
+
+
+class LocalNodeProvider:
+    """Start the control plane and one node; :meth:`destroy` removes every trace of both."""
+
+    name = "local-node"
+
+    def __init__(
+        self,
+        *,
+        version: str = DEFAULT_K8S_VERSION,
+        bin_dir: str | None = None,
+        owner_pid: int | None = None,
+        keep: bool = False,
+    ) -> None:
+        self.version = version
+        self.bin_dir = bin_dir
+        self.owner_pid = owner_pid
+        self.keep = keep
+        self.workdir = state_dir() / "work"
+        self.control_plane: ControlPlane | None = None
+        self.scheduler: Process | None = None
+        self.node: LocalNode | None = None
+        self.timings: dict[str, float] = {}
+
+    def create(self) -> ClusterInfo:
+        problems = missing_prerequisites()
+        if problems:
+            raise NodeError("the local-node provider cannot run here:\n  - " + "\n  - ".join(problems))
+        started = time.monotonic()
+        binaries = find_binaries(self.version, self.bin_dir)
+        node_bins = node_binaries(self.version)
+        self.timings["binaries_seconds"] = round(time.monotonic() - started, 2)
+        node = LocalNode(self.workdir / "node", node_bins, owner_pid=self.owner_pid)
+        self.node = node
+        _ACTIVE.append(self)
+        try:
+            # Images first: the python image may need the Debian mirror, long before the node exists.
+            node.image_archives()
+            started = time.monotonic()
+            node.start_network()  # sweeps a crashed run, then guard -> namespace
+            shutil.rmtree(self.workdir / "control-plane", ignore_errors=True)
+            ca = CertificateAuthority()
+            cp = ControlPlane(
+                self.workdir / "control-plane",
+                binaries,
+                owner_pid=self.owner_pid,
+                bind_address=HOST_IP,
+                ca=ca,
+            )
+            certs = NodeCertificates.generate(ca, self.workdir / "node" / "pki")
+            self._configure(cp, certs)
+            self.control_plane = cp
+            cp.start()
+            self.timings["control_plane_seconds"] = round(time.monotonic() - started, 2)
+            self.scheduler = scheduler_process(
+                node_bins["kube-scheduler"],
+                self._component_kubeconfig(cp, "scheduler", certs.scheduler),
+                (cp.certs.ca, cp.certs.serving_cert, cp.certs.serving_key),
+                cp.workdir / "logs" / "kube-scheduler.log",
+                owner_pid=self.owner_pid,
+                die_with_parent=True,
+            )
+            self.scheduler.start(timeout=60)
+            api_client = ClusterInfo(self.name, cp.kubeconfig, _capabilities()).api_client()
+            try:
+                node.start_node(server=cp.server, certs=certs, ca_path=cp.certs.ca, api_client=api_client)
+            finally:
+                api_client.close()
+            self.timings.update(node.timings)
+            self.timings["total_seconds"] = round(time.monotonic() - started, 2)
+        except BaseException:
+            self.destroy()
+            raise
+        return ClusterInfo(
+            provider=self.name,
+            kubeconfig=cp.kubeconfig,
+            capabilities=_capabilities(),
+            issuer=cp.issuer,
+            api_audiences=cp.api_audiences,
+            signing_key=cp.certs.sa_signing_key,
+            log_paths={**cp.log_paths, "kube-scheduler": self.scheduler.log_path, **node.log_paths},
+        )
+
+    @staticmethod
+    def _component_kubeconfig(cp: ControlPlane, name: str, pair: tuple[Path, Path]) -> Path:
+        from ..node.kubelet import kubeconfig_for
+
+        return kubeconfig_for(cp.workdir / f"{name}.kubeconfig", cp.server, cp.certs.ca, pair)
+
+    @staticmethod
+    def _configure(cp: ControlPlane, certs: NodeCertificates) -> None:
+        api = cp.apiserver_flags
+        api["authorization-mode"] = "Node,RBAC"
+        api["enable-admission-plugins"] = "NodeRestriction"
+        api["kubelet-client-certificate"] = str(certs.apiserver_kubelet_client[0])
+        api["kubelet-client-key"] = str(certs.apiserver_kubelet_client[1])
+        api["kubelet-preferred-address-types"] = "InternalIP"
+        # The default (lease) reconciler: the `kubernetes` Service points at the veth address.
+        api["endpoint-reconciler-type"] = None
+        cm = cp.controller_manager_flags
+        cm["controllers"] = "*"  # Deployments, ReplicaSets, EndpointSlices, node IPAM, GC, ...
+        cm["allocate-node-cidrs"] = "true"
+        cm["cluster-cidr"] = CLUSTER_CIDR
+        cm["node-cidr-mask-size"] = "24"
+        cm["service-cluster-ip-range"] = SERVICE_RANGE
+
+    def restart_kubelet(self) -> None:
+        if self.node is None:
+            raise NodeError("the local node is not running")
+        self.node.restart_kubelet()
+
+    def export_logs(self, destination: Path) -> list[Path]:
+        destination.mkdir(parents=True, exist_ok=True)
+        written = []
+        for folder in (self.workdir / "control-plane" / "logs", self.workdir / "node" / "logs"):
+            for log in folder.glob("*.log"):
+                written.append(Path(shutil.copy2(log, destination / log.name)))
+        return written
+
+    def destroy(self) -> None:
+        """Scheduler, node components, control plane, network and guard; safe to call twice."""
+        errors: list[str] = []
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
+        if self.node is not None:
+            try:
+                self.node.stop_components()
+            except Exception as exc:  # keep going: the network and guard must still go
+                errors.append(f"node components: {exc}")
+        if self.control_plane is not None:
+            self.control_plane.stop()
+            self.control_plane = None
+        if self.node is not None:
+            try:
+                self.node.stop_network()
+            except Exception as exc:
+                errors.append(f"network: {exc}")
+            self.node = None
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+        if not self.keep and not errors:
+            try:
+                remove_tree(self.workdir)
+            except NodeError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise K8sSAError("local-node teardown incomplete: " + "; ".join(errors))
+
+
+def _capabilities() -> Capabilities:
+    return Capabilities(holds_signing_key=True, runs_pods=True, controller_manager=True)
+
+
+__all__ = ["LocalNodeProvider", "active", "sweep"]
