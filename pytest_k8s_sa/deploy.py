@@ -146,6 +146,74 @@ def _healthy(url: str) -> Callable[[], bool]:
     return lambda: requests.get(f"{url}/healthz", timeout=1).status_code == 200
 
 
+def _project(
+    cluster: Cluster,
+    namespace: str,
+    service_account: str,
+    pod: BoundObject,
+    directory: Path,
+    filename: str,
+    audience: str | None,
+    extra: dict[str, bytes] | None = None,
+) -> TokenProjector:
+    """Start an emulated-kubelet token volume for a workload process."""
+    projector = TokenProjector(
+        cluster.api_client,
+        namespace=namespace,
+        service_account=service_account,
+        pod=pod,
+        directory=directory,
+        filename=filename,
+        audience=audience,
+        expiration_seconds=TOKEN_EXPIRATION_SECONDS,
+        extra_files=extra,
+    )
+    projector.start()
+    return projector
+
+
+def _service_account_volume(
+    cluster: Cluster, namespace: str, service_account: str, pod: BoundObject, directory: Path
+) -> TokenProjector:
+    """The volume every pod gets: a token for the API audiences, the cluster CA, the namespace."""
+    ca = Path(cluster.api_client.configuration.ssl_ca_cert).read_bytes()
+    return _project(
+        cluster,
+        namespace,
+        service_account,
+        pod,
+        directory,
+        "token",
+        None,
+        {"ca.crt": ca, "namespace": namespace.encode()},
+    )
+
+
+def _secret_store_env(
+    cluster: Cluster, volume: TokenProjector, audience: str, allowed: str
+) -> dict[str, str]:
+    return {
+        "K8S_API_URL": cluster.api_client.configuration.host,
+        "K8S_CA_FILE": str(volume.directory / "ca.crt"),
+        "K8S_TOKEN_FILE": str(volume.path),
+        "AUDIENCE": audience,
+        "ALLOWED_SERVICE_ACCOUNTS": allowed,
+    }
+
+
+def _run_workload(name: str, module: str, env: dict[str, str], workdir: Path, port: int) -> Process:
+    """Start a workload module as a local process on ``port`` and wait for its ``/healthz``."""
+    proc = Process(
+        name,
+        _python_module(module),
+        workdir / "logs" / f"{name}.log",
+        env={"PATH": "/usr/bin:/bin", **env, "LISTEN_ADDR": f"127.0.0.1:{port}"},
+        health=_healthy(f"http://127.0.0.1:{port}"),
+    )
+    proc.start(timeout=30)
+    return proc
+
+
 @contextlib.contextmanager
 def deploy_processes(
     cluster: Cluster, names: Callable[[str], str], workdir: Path, *, audience: str = AUDIENCE
@@ -154,8 +222,6 @@ def deploy_processes(
     api_client = cluster.api_client
     labels = resources.run_labels(cluster.run_id)
     cleanups: list[Callable[[], None]] = []
-    configuration = api_client.configuration
-    ca_file = Path(configuration.ssl_ca_cert)
 
     def identity(stem: str, sa_name: str) -> tuple[str, BoundObject]:
         namespace = names(stem)
@@ -167,42 +233,15 @@ def deploy_processes(
         )
         return namespace, BoundObject("Pod", pod.metadata.name, pod.metadata.uid)
 
-    def project(
-        namespace: str,
-        sa_name: str,
-        pod: BoundObject,
-        folder: str,
-        filename: str,
-        aud: str | None,
-        extra: dict[str, bytes] | None = None,
-    ) -> TokenProjector:
-        projector = TokenProjector(
-            api_client,
-            namespace=namespace,
-            service_account=sa_name,
-            pod=pod,
-            directory=workdir / folder,
-            filename=filename,
-            audience=aud,
-            expiration_seconds=TOKEN_EXPIRATION_SECONDS,
-            extra_files=extra,
-        )
-        projector.start()
+    def started(projector: TokenProjector) -> TokenProjector:
         cleanups.append(projector.stop)
         return projector
 
-    def run(name: str, module: str, env: dict[str, str], port: int) -> Process:
-        url = f"http://127.0.0.1:{port}"
-        proc = Process(
-            name,
-            _python_module(module),
-            workdir / "logs" / f"{name}.log",
-            env={"PATH": "/usr/bin:/bin", **env, "LISTEN_ADDR": f"127.0.0.1:{port}"},
-            health=_healthy(url),
-        )
-        proc.start(timeout=30)
+    def run(name: str, module: str, env: dict[str, str]) -> tuple[Process, str]:
+        port = free_port()
+        proc = _run_workload(name, module, env, workdir, port)
         cleanups.append(proc.stop)
-        return proc
+        return proc, f"http://127.0.0.1:{port}"
 
     try:
         api_ns, api_pod = identity("api", "api")
@@ -213,58 +252,44 @@ def deploy_processes(
         cleanups.append(lambda: resources.delete_cluster_role_binding(api_client, binding))
 
         # The secret store's own credentials: a token for the API audiences, as in every pod.
-        store_projector = project(
-            store_ns,
-            "secret-store",
-            store_pod,
-            "secret-store/serviceaccount",
-            "token",
-            None,
-            {"ca.crt": ca_file.read_bytes(), "namespace": store_ns.encode()},
+        store_volume = started(
+            _service_account_volume(
+                cluster, store_ns, "secret-store", store_pod, workdir / "secret-store/serviceaccount"
+            )
         )
-        api_projector = project(api_ns, "api", api_pod, "api/tokens", "api-token", audience)
-        data_projector = project(
-            data_ns, "data-store", data_pod, "data-store/tokens", "data-store-token", audience
+        api_projector = started(
+            _project(cluster, api_ns, "api", api_pod, workdir / "api/tokens", "api-token", audience)
+        )
+        data_projector = started(
+            _project(
+                cluster,
+                data_ns,
+                "data-store",
+                data_pod,
+                workdir / "data-store/tokens",
+                "data-store-token",
+                audience,
+            )
         )
 
-        ports = {"api": free_port(), "secret-store": free_port(), "data-store": free_port()}
-        store_url = f"http://127.0.0.1:{ports['secret-store']}"
-        store_proc = run(
+        store_proc, store_url = run(
             "secret-store",
             "secret_store",
-            {
-                "K8S_API_URL": configuration.host,
-                "K8S_CA_FILE": str(store_projector.directory / "ca.crt"),
-                "K8S_TOKEN_FILE": str(store_projector.path),
-                "AUDIENCE": audience,
-                "ALLOWED_SERVICE_ACCOUNTS": f"{api_ns}:api",
-            },
-            ports["secret-store"],
+            _secret_store_env(cluster, store_volume, audience, f"{api_ns}:api"),
         )
         caller_env = {"SECRET_STORE_URL": store_url, "TOKEN_REFRESH_SECONDS": str(API_TOKEN_REFRESH_SECONDS)}
-        api_proc = run("api", "api", {**caller_env, "TOKEN_PATH": str(api_projector.path)}, ports["api"])
-        data_proc = run(
-            "data-store",
-            "data_store",
-            {**caller_env, "TOKEN_PATH": str(data_projector.path)},
-            ports["data-store"],
+        api_proc, api_url = run("api", "api", {**caller_env, "TOKEN_PATH": str(api_projector.path)})
+        data_proc, data_url = run(
+            "data-store", "data_store", {**caller_env, "TOKEN_PATH": str(data_projector.path)}
         )
 
         deployment = Deployment(
-            api=Workload(
-                "api", api_ns, "api", f"http://127.0.0.1:{ports['api']}", api_pod, api_projector, api_proc
-            ),
+            api=Workload("api", api_ns, "api", api_url, api_pod, api_projector, api_proc),
             secret_store=Workload(
-                "secret-store", store_ns, "secret-store", store_url, store_pod, store_projector, store_proc
+                "secret-store", store_ns, "secret-store", store_url, store_pod, store_volume, store_proc
             ),
             data_store=Workload(
-                "data-store",
-                data_ns,
-                "data-store",
-                f"http://127.0.0.1:{ports['data-store']}",
-                data_pod,
-                data_projector,
-                data_proc,
+                "data-store", data_ns, "data-store", data_url, data_pod, data_projector, data_proc
             ),
             fidelity=EMULATED,
             audience=audience,
@@ -294,45 +319,24 @@ def start_secret_store(
     """
     if cluster.capabilities.runs_pods:
         return _secret_store_pod(cluster, namespace, service_account, allowed, audience)
-    projector = TokenProjector(
-        cluster.api_client,
-        namespace=namespace,
-        service_account=service_account,
-        pod=pod,
-        directory=workdir / f"{service_account}/serviceaccount",
-        filename="token",
-        audience=None,
-        extra_files={"ca.crt": Path(cluster.api_client.configuration.ssl_ca_cert).read_bytes()},
+    volume = _service_account_volume(
+        cluster, namespace, service_account, pod, workdir / f"{service_account}/serviceaccount"
     )
-    projector.start()
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = Process(
-        f"secret-store-{service_account}",
-        _python_module("secret_store"),
-        workdir / "logs" / f"secret-store-{service_account}.log",
-        env={
-            "PATH": "/usr/bin:/bin",
-            "K8S_API_URL": cluster.api_client.configuration.host,
-            "K8S_CA_FILE": str(projector.directory / "ca.crt"),
-            "K8S_TOKEN_FILE": str(projector.path),
-            "AUDIENCE": audience,
-            "ALLOWED_SERVICE_ACCOUNTS": allowed,
-            "LISTEN_ADDR": f"127.0.0.1:{port}",
-        },
-        health=_healthy(url),
-    )
+    name = f"secret-store-{service_account}"
     try:
-        proc.start(timeout=30)
+        proc = _run_workload(
+            name, "secret_store", _secret_store_env(cluster, volume, audience, allowed), workdir, port
+        )
     except BaseException:
-        projector.stop()
+        volume.stop()
         raise
 
     def stop() -> None:
         proc.stop()
-        projector.stop()
+        volume.stop()
 
-    return Workload(proc.name, namespace, service_account, url, pod, projector, proc), stop
+    return Workload(name, namespace, service_account, f"http://127.0.0.1:{port}", pod, volume, proc), stop
 
 
 def _secret_store_pod(

@@ -153,38 +153,8 @@ disabled_plugins = [{disabled}]
     def remove_all_containers(self) -> None:
         """Kill every task, delete tasks and containers (best effort; containerd must be up)."""
         for task in self.ctr("tasks", "list", "--quiet", timeout=30).split():
-            Runner().ok(
-                str(self.ctr_binary),
-                "--address",
-                str(self.socket),
-                "--namespace",
-                NAMESPACE,
-                "tasks",
-                "kill",
-                "--signal",
-                "SIGKILL",
-                task,
-            )
+            self.ctr_ok("tasks", "kill", "--signal", "SIGKILL", task)
         for task in self.ctr("tasks", "list", "--quiet", timeout=30).split():
-            Runner().ok(
-                str(self.ctr_binary),
-                "--address",
-                str(self.socket),
-                "--namespace",
-                NAMESPACE,
-                "tasks",
-                "delete",
-                "--force",
-                task,
-            )
+            self.ctr_ok("tasks", "delete", "--force", task)
         for container in self.ctr("containers", "list", "--quiet", timeout=30).split():
-            Runner().ok(
-                str(self.ctr_binary),
-                "--address",
-                str(self.socket),
-                "--namespace",
-                NAMESPACE,
-                "containers",
-                "delete",
-                container,
-            )
+            self.ctr_ok("containers", "delete", container)
