@@ -1,12 +1,14 @@
 """No process is ever left behind: normal end, failing test, SIGTERM, kill -9, xdist, `k8s-sa up`.
 
-Each case runs a real pytest (or `k8s-sa up`) in a subprocess with its own --basetemp and then
-looks for any process whose command line mentions that folder: every control-plane component
-has its data, certificate and log paths there.
+Each case runs a real pytest (or `k8s-sa up`) in a subprocess with its own --basetemp, which
+starts the control plane and deploys the three workloads as processes, and then looks for any
+process whose command line or environment mentions that folder: every control-plane component
+has its data, certificate and log paths there, every workload its token paths.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -19,13 +21,15 @@ from pytest_k8s_sa.process import Process, ProcessError, sweep_orphans
 from pytest_k8s_sa.waiting import wait_until
 
 USES_CLUSTER = """
-import os, pathlib
+from pytest_k8s_sa.deploy import deploy_processes
 from pytest_k8s_sa.waiting import wait_until
 
-def test_uses_cluster(k8s_cluster, k8s_namespace):
-    assert k8s_cluster.server_version
-    {body}
+def test_uses_cluster(k8s_cluster, k8s_names, k8s_namespace, tmp_path):
+    with deploy_processes(k8s_cluster, k8s_names, tmp_path) as deployment:
+        assert deployment.api.get("/").status_code == 200
+        {body}
 """
+COMPONENTS = 6  # etcd, kube-apiserver, kube-controller-manager, secret store, API service, data store
 
 
 def processes_mentioning(text: str) -> list[str]:
@@ -34,10 +38,14 @@ def processes_mentioning(text: str) -> list[str]:
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            environ = (proc / "environ").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if text in cmdline and "-m pytest" not in cmdline and "-mpytest" not in cmdline:
+        if "-mpytest" in argv or any(pair == ("-m", "pytest") for pair in itertools.pairwise(argv)):
+            continue  # pytest itself (inner runs), not what it started
+        cmdline = " ".join(argv)
+        if text in cmdline or text in environ:
             found.append(f"{proc.name}: {cmdline[:200]}")
     return found
 
@@ -59,8 +67,11 @@ def run_inner(pytester: pytest.Pytester, body: str, *args: str) -> tuple[subproc
 
 
 def wait_for_cluster(basetemp: Path) -> None:
-    wait_until(lambda: bool(list(basetemp.rglob("state.json"))), 120, "inner run never started its cluster")
-    assert len(processes_mentioning(str(basetemp))) >= 3, "etcd, apiserver, controller manager should run"
+    wait_until(
+        lambda: len(processes_mentioning(str(basetemp))) >= COMPONENTS,
+        120,
+        "inner run never started its control plane and workloads",
+    )
 
 
 @pytest.mark.parametrize("body", ["pass", "assert False, 'failing on purpose'"], ids=["passing", "failing"])
@@ -95,6 +106,26 @@ def test_nothing_left_after_kill_9(pytester):
         proc.communicate(timeout=60)
     finally:
         proc.kill()
+    assert_nothing_left(basetemp)
+
+
+def test_kill_9_of_an_xdist_run_is_swept_by_the_next_run(pytester):
+    """Under xdist the shared cluster cannot die with the worker that started it; after kill -9 of
+    pytest it is an orphan, and the next run's sweep removes it before starting its own."""
+    proc, basetemp = run_inner(pytester, BLOCK, "-n", "2")
+    try:
+        wait_for_cluster(basetemp)
+        proc.kill()
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    orphans = processes_mentioning(str(basetemp))
+    assert orphans, "expected the shared control plane to outlive a kill -9 (else this test checks nothing)"
+    pytester.makepyfile(test_next="def test_next(k8s_cluster):\n    assert k8s_cluster.server_version\n")
+    result = pytester.runpytest_subprocess(
+        "test_next.py", "-p", "no:cacheprovider", f"--basetemp={pytester.path / 'next'}"
+    )
+    result.assert_outcomes(passed=1)
     assert_nothing_left(basetemp)
 
 
