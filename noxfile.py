@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import nox
 
 nox.options.reuse_existing_virtualenvs = True
@@ -23,47 +26,38 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "tests", "-n", "2", "-p", "no:cacheprovider", *session.posargs)
 
 
-@nox.session(python=PYTHON)
-def conformance(session: nox.Session) -> None:
-    """The conformance suite (fast profile) on the embedded local cluster, with its JSON report."""
+def _conformance(session: nox.Session, report: str, *provider: str) -> None:
     _install(session)
     args = session.posargs or ["--conformance-profile", "fast"]
     session.run(
         "pytest",
         "suites",
+        *provider,
         "-p",
         "no:cacheprovider",
         "--conformance-report",
-        "reports/conformance.json",
+        f"reports/{report}.json",
         "--junitxml",
-        "reports/conformance-junit.xml",
+        f"reports/{report}-junit.xml",
         *args,
     )
+
+
+@nox.session(python=PYTHON)
+def conformance(session: nox.Session) -> None:
+    """The conformance suite (fast profile) on the embedded local cluster, with its JSON report."""
+    _conformance(session, "conformance")
 
 
 @nox.session(python=PYTHON)
 def conformance_node(session: nox.Session) -> None:
     """The conformance suite on a real node (--k8s-provider local-node; Linux, root).
 
-    Needs `apt-get install -y runc containernetworking-plugins iptables mmdebstrap`. The first run
-    builds kubelet, kube-proxy, kube-scheduler, containerd, CoreDNS and the images into
-    ~/.cache/pytest-k8s-sa (several minutes cold); later runs start the node in ~15 s.
+    Needs `apt-get install -y runc containernetworking-plugins iptables mmdebstrap conntrack`. The first
+    run builds kubelet, kube-proxy, kube-scheduler, containerd, CoreDNS and the images into
+    ~/.cache/pytest-k8s-sa (several minutes cold); later runs start the node in about 12 s.
     """
-    _install(session)
-    args = session.posargs or ["--conformance-profile", "fast"]
-    session.run(
-        "pytest",
-        "suites",
-        "--k8s-provider",
-        "local-node",
-        "-p",
-        "no:cacheprovider",
-        "--conformance-report",
-        "reports/node.json",
-        "--junitxml",
-        "reports/node-junit.xml",
-        *args,
-    )
+    _conformance(session, "node", "--k8s-provider", "local-node")
 
 
 @nox.session(python=PYTHON)
@@ -77,6 +71,15 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks: control-plane start, per-test fixture cost, the fast suite end to end."""
+    """All benchmarks (about 12 min): control plane, fixtures, fast suite, load, 20 flake runs, node.
+
+    Results land in benchmarks/results/*.json; BENCHMARKS.md quotes them with date and machine.
+    """
     _install(session)
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    session.run("python", "benchmarks/run.py")
+    session.run("python", "benchmarks/load.py")
+    session.run("python", "benchmarks/flakes.py")
+    if os.geteuid() == 0 and sys.platform == "linux":
+        session.run("python", "benchmarks/node.py")
+    else:
+        session.log("benchmarks/node.py skipped: the local-node provider needs root on Linux")

@@ -85,40 +85,34 @@ def test_nothing_left_after_a_run(pytester, body):
 BLOCK = "wait_until(lambda: False, 600, 'blocking until the outer test signals us')"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_nothing_left_after_interrupt(pytester, signum):
-    proc, basetemp = run_inner(pytester, BLOCK)
+def signal_when_up(pytester: pytest.Pytester, signum: int, *args: str) -> tuple[int, Path]:
+    """Start a blocking inner run, send it ``signum`` once its cluster and workloads are up."""
+    proc, basetemp = run_inner(pytester, BLOCK, *args)
     try:
         wait_for_cluster(basetemp)
         proc.send_signal(signum)
         proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode != 0
+    return proc.returncode, basetemp
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_nothing_left_after_interrupt(pytester, signum):
+    returncode, basetemp = signal_when_up(pytester, signum)
+    assert returncode != 0
     assert_nothing_left(basetemp)
 
 
 def test_nothing_left_after_kill_9(pytester):
-    proc, basetemp = run_inner(pytester, BLOCK)
-    try:
-        wait_for_cluster(basetemp)
-        proc.kill()
-        proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    _, basetemp = signal_when_up(pytester, signal.SIGKILL)
     assert_nothing_left(basetemp)
 
 
 def test_kill_9_of_an_xdist_run_is_swept_by_the_next_run(pytester):
     """Under xdist the shared cluster cannot die with the worker that started it; after kill -9 of
     pytest it is an orphan, and the next run's sweep removes it before starting its own."""
-    proc, basetemp = run_inner(pytester, BLOCK, "-n", "2")
-    try:
-        wait_for_cluster(basetemp)
-        proc.kill()
-        proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    _, basetemp = signal_when_up(pytester, signal.SIGKILL, "-n", "2")
     orphans = processes_mentioning(str(basetemp))
     assert orphans, "expected the shared control plane to outlive a kill -9 (else this test checks nothing)"
     pytester.makepyfile(test_next="def test_next(k8s_cluster):\n    assert k8s_cluster.server_version\n")
@@ -176,7 +170,7 @@ def test_k8s_sa_up_prints_ready_and_stops_on_sigterm(tmp_path):
 
 def sleeper(marker: str) -> str:
     """A shell word list for a child that idles and carries ``marker`` in its command line."""
-    return f"{sys.executable} -c 'import time; time.sleep(300)' {marker}"
+    return f"{sys.executable} -c 'import signal; signal.pause()' {marker}"
 
 
 def test_process_stop_kills_the_whole_group(tmp_path):
