@@ -13,10 +13,12 @@ import socket
 import sys
 
 import pytest
+from filelock import FileLock, Timeout
 
 from pytest_k8s_sa.node import network
 from pytest_k8s_sa.node.host import NodeError, Runner
 from pytest_k8s_sa.node.network import NodeNetwork
+from pytest_k8s_sa.node.node import state_dir
 
 
 def _first(history: list[list[str]], predicate) -> int:
@@ -80,9 +82,23 @@ def test_incomplete_guard_stops_the_start():
 
 @pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="needs Linux and root")
 def test_live_guard_blocks_the_range_and_is_removed():
+    # Hold the node lock: removing the guard under a running node would take its egress guard away.
+    lock = FileLock(str(state_dir() / "node.lock"))
+    state_dir().mkdir(parents=True, exist_ok=True)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        pytest.skip("a local node runs on this machine (its lock is held)")
     net = NodeNetwork()
-    if net.exists():
-        pytest.skip("a local node runs on this machine")
+    try:
+        if net.exists():
+            pytest.skip("a local node's network namespace exists on this machine")
+        _check_live_guard(net)
+    finally:
+        lock.release()
+
+
+def _check_live_guard(net: NodeNetwork) -> None:
     net.install_guard()
     try:
         assert net.guard_problems() == []
