@@ -21,7 +21,7 @@ import string
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,10 +173,20 @@ def _project(
 
 
 def _service_account_volume(
-    cluster: Cluster, namespace: str, service_account: str, pod: BoundObject, directory: Path
+    cluster: Cluster,
+    namespace: str,
+    service_account: str,
+    pod: BoundObject,
+    directory: Path,
+    extra_ca: bytes = b"",
 ) -> TokenProjector:
-    """The volume every pod gets: a token for the API audiences, the cluster CA, the namespace."""
+    """The volume every pod gets: a token for the API audiences, the cluster CA, the namespace.
+
+    ``extra_ca`` is appended to ``ca.crt`` (for tests that put a TLS proxy in front of the API).
+    """
     ca = Path(cluster.api_client.configuration.ssl_ca_cert).read_bytes()
+    if extra_ca:
+        ca = ca.rstrip(b"\n") + b"\n" + extra_ca
     return _project(
         cluster,
         namespace,
@@ -190,10 +200,10 @@ def _service_account_volume(
 
 
 def _secret_store_env(
-    cluster: Cluster, volume: TokenProjector, audience: str, allowed: str
+    cluster: Cluster, volume: TokenProjector, audience: str, allowed: str, api_url: str | None = None
 ) -> dict[str, str]:
     return {
-        "K8S_API_URL": cluster.api_client.configuration.host,
+        "K8S_API_URL": api_url or cluster.api_client.configuration.host,
         "K8S_CA_FILE": str(volume.directory / "ca.crt"),
         "K8S_TOKEN_FILE": str(volume.path),
         "AUDIENCE": audience,
@@ -319,24 +329,57 @@ def start_secret_store(
     """
     if cluster.capabilities.runs_pods:
         return _secret_store_pod(cluster, namespace, service_account, allowed, audience)
+    workload = start_secret_store_process(
+        cluster,
+        workdir,
+        name=f"secret-store-{service_account}",
+        namespace=namespace,
+        service_account=service_account,
+        pod=pod,
+        allowed=allowed,
+        audience=audience,
+    )
+    assert workload.process is not None
+    assert workload.projector is not None
+    process, volume = workload.process, workload.projector
+
+    def stop() -> None:
+        process.stop()
+        volume.stop()
+
+    return workload, stop
+
+
+def start_secret_store_process(
+    cluster: Cluster,
+    workdir: Path,
+    *,
+    name: str,
+    namespace: str,
+    service_account: str,
+    pod: BoundObject,
+    allowed: str,
+    audience: str = AUDIENCE,
+    api_url: str | None = None,
+    extra_ca: bytes = b"",
+    env: Mapping[str, str] | None = None,
+) -> Workload:
+    """A secret store as a local process (emulated kubelet); the caller stops its process and projector.
+
+    ``api_url`` replaces the apiserver's address (e.g. a proxy in front of it), ``extra_ca`` is
+    trusted as well, ``env`` sets further variables (``REVIEW_TIMEOUT_SECONDS``, ...).
+    """
     volume = _service_account_volume(
-        cluster, namespace, service_account, pod, workdir / f"{service_account}/serviceaccount"
+        cluster, namespace, service_account, pod, workdir / name / "serviceaccount", extra_ca
     )
     port = free_port()
-    name = f"secret-store-{service_account}"
+    store_env = {**_secret_store_env(cluster, volume, audience, allowed, api_url), **(env or {})}
     try:
-        proc = _run_workload(
-            name, "secret_store", _secret_store_env(cluster, volume, audience, allowed), workdir, port
-        )
+        proc = _run_workload(name, "secret_store", store_env, workdir, port)
     except BaseException:
         volume.stop()
         raise
-
-    def stop() -> None:
-        proc.stop()
-        volume.stop()
-
-    return Workload(name, namespace, service_account, f"http://127.0.0.1:{port}", pod, volume, proc), stop
+    return Workload(name, namespace, service_account, f"http://127.0.0.1:{port}", pod, volume, proc)
 
 
 def _secret_store_pod(

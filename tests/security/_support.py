@@ -15,7 +15,6 @@ import socket
 import ssl
 import statistics
 import struct
-import sys
 import threading
 import time
 import uuid
@@ -30,7 +29,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pytest_k8s_sa.cluster import Cluster
-from pytest_k8s_sa.deploy import Workload
+from pytest_k8s_sa.deploy import Workload, start_secret_store_process
 from pytest_k8s_sa.pki import CertificateAuthority, KeyPair
 from pytest_k8s_sa.ports import free_port
 from pytest_k8s_sa.process import Process
@@ -83,50 +82,28 @@ def launch_store(
     extra_ca: bytes = b"",
     env: Mapping[str, str] | None = None,
 ) -> StoreHandle:
-    """Start one secret store like ``deploy.start_secret_store``, with a chosen API URL and settings.
+    """Start one secret store process (``deploy.start_secret_store_process``) for a test.
 
     ``api_url`` replaces the apiserver's address (e.g. a proxy in front of it); ``extra_ca`` is added
     to the trusted CA bundle (for a proxy that terminates TLS itself); ``env`` sets further variables
     (``REVIEW_TIMEOUT_SECONDS``, ``CACHE_TTL_SECONDS``, ...).
     """
-    configuration = cluster.api_client.configuration
-    ca_bundle = Path(configuration.ssl_ca_cert).read_bytes().rstrip(b"\n") + b"\n" + extra_ca
-    projector = TokenProjector(
-        cluster.api_client,
+    workload = start_secret_store_process(
+        cluster,
+        workdir,
+        name=name,
         namespace=namespace,
         service_account=service_account,
         pod=pod,
-        directory=workdir / name / "serviceaccount",
-        filename="token",
-        audience=None,
-        extra_files={"ca.crt": ca_bundle},
+        allowed=allowed,
+        audience=audience,
+        api_url=api_url,
+        extra_ca=extra_ca,
+        env=env,
     )
-    projector.start()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = Process(
-        name,
-        [sys.executable, "-m", "pytest_k8s_sa.workloads.secret_store"],
-        workdir / "logs" / f"{name}.log",
-        env={
-            "PATH": "/usr/bin:/bin",
-            "K8S_API_URL": api_url or configuration.host,
-            "K8S_CA_FILE": str(projector.directory / "ca.crt"),
-            "K8S_TOKEN_FILE": str(projector.path),
-            "AUDIENCE": audience,
-            "ALLOWED_SERVICE_ACCOUNTS": allowed,
-            "LISTEN_ADDR": f"127.0.0.1:{port}",
-            **(env or {}),
-        },
-        health=lambda: requests.get(f"{url}/healthz", timeout=1).status_code == 200,
-    )
-    try:
-        process.start(timeout=30)
-    except BaseException:
-        projector.stop()
-        raise
-    workload = Workload(name, namespace, service_account, url, pod, projector, process)
-    return StoreHandle(workload, process, projector)
+    assert workload.process is not None
+    assert workload.projector is not None
+    return StoreHandle(workload, workload.process, workload.projector)
 
 
 def store_stats(url: str) -> dict[str, int]:
