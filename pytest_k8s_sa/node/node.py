@@ -253,7 +253,13 @@ class LocalNode:
     # --- stop ----------------------------------------------------------------------------------
 
     def stop_components(self) -> None:
-        """Stop the kubelet, kube-proxy, every container and containerd; unmount; remove cgroups."""
+        """Stop the kubelet, kube-proxy, every container and containerd; unmount; remove cgroups.
+
+        Does nothing unless this node holds the machine-wide lock: a node that never got the lock
+        started nothing, and the cgroups, shims, mounts and network it would sweep belong to the
+        node that does hold it (another run on this machine)."""
+        if self._lock is None:
+            return
         for name in ("kubelet", "kube-proxy"):
             proc = self._processes.pop(name, None)
             if proc is not None:
@@ -267,7 +273,12 @@ class LocalNode:
         _stop_leftovers(self.runner, self.workdir, {str(p) for p in self.binaries.values()})
 
     def stop_network(self) -> None:
-        """Namespace and links, the host paths the node created, then the guard; drop state and lock."""
+        """Namespace and links, the host paths the node created, then the guard; drop state and lock.
+
+        Like :meth:`stop_components`, a no-op without the lock: the state file, namespace and guard
+        then belong to the node that holds it."""
+        if self._lock is None:
+            return
         try:
             _stop_network(self.runner, _read_state())
             (state_dir() / "state.json").unlink(missing_ok=True)

@@ -1,0 +1,68 @@
+"""A node that could not take the machine-wide lock must not tear down the node that holds it.
+
+Found when two runs shared a machine: the second run's failed start called its own teardown, which
+read the first node's state file and removed its guard, namespace and container processes. The
+test holds the lock in a separate process (as a concurrent run would), lets a second node fail to
+start, and checks that it ran no host command and left the holder's state file in place.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_k8s_sa.node import node as node_module
+from pytest_k8s_sa.node.host import NodeError, Runner
+from pytest_k8s_sa.node.node import LocalNode, state_dir
+
+_HOLD = """
+import sys
+from filelock import FileLock
+lock = FileLock(sys.argv[1])
+lock.acquire(timeout=10)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return state_dir()
+
+
+def test_a_node_without_the_lock_tears_down_nothing(
+    isolated_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sweepers act on the machine (cgroups, shims, mounts, the network): replaced by recorders so
+    # that a regression fails this test instead of tearing down a node that really runs here.
+    swept: list[str] = []
+    for name in ("_stop_leftovers", "_stop_network", "sweep"):
+        monkeypatch.setattr(node_module, name, lambda *a, _n=name, **k: swept.append(_n))
+    isolated_cache.mkdir(parents=True)
+    holder_state = isolated_cache / "state.json"
+    holder_state.write_text('{"workdir": "/somewhere/else"}')
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(isolated_cache / "node.lock")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        runner = Runner(dry_run=True)
+        binaries = {name: tmp_path / name for name in ("containerd", "ctr", "kubelet", "kube-proxy")}
+        node = LocalNode(tmp_path / "node", binaries, runner=runner)  # type: ignore[arg-type]
+        with pytest.raises(NodeError, match="another local node runs"):
+            node.start_network()
+        node.stop_components()
+        node.stop_network()
+        assert runner.history == []
+        assert swept == []
+        assert holder_state.read_text() == '{"workdir": "/somewhere/else"}'
+    finally:
+        holder.communicate(input="", timeout=10)
