@@ -12,6 +12,10 @@ Environment:
   SECRET_STORE_URL          required, e.g. ``http://secret-store.secret-store.svc:8081``
                             (``SECRET_STORE_CONNSTRING``, the article's name, is accepted too)
   UPSTREAM_TIMEOUT_SECONDS  timeout of the call to the secret store (default 5)
+  MAX_HEADER_BYTES          the whole request head may be at most this long (default 65536), else 431
+  MAX_HEADERS               at most this many header lines (default 100, at most 100), else 431
+  HEADER_TIMEOUT_SECONDS    the request head must arrive within this time (default 10; 0 = off), else 408
+  MAX_CONNECTIONS           connections served at once (default 64; 0 = no cap), beyond that 503
 
 Why re-read the file instead of keeping the first token: the kubelet replaces projected tokens at 80%
 of their lifetime. It writes them atomically (``api-token -> ..data/api-token``, with ``..data``
@@ -36,6 +40,7 @@ from .common import (
     TEXT,
     ConfigError,
     Endpoint,
+    Limits,
     Request,
     Response,
     UpstreamError,
@@ -51,6 +56,7 @@ from .common import (
     run_main,
 )
 
+CALLER_LIMITS = Limits()
 NO_TOKEN_BODY = b"no service-account token available at TOKEN_PATH"
 UNREACHABLE_BODY = b"secret store unreachable"
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
@@ -78,6 +84,7 @@ class Config:
     service: str = DEFAULTS.service
     token_refresh: float = 60.0
     upstream_timeout: float = 5.0
+    limits: Limits = CALLER_LIMITS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], defaults: Defaults = DEFAULTS) -> Self:
@@ -93,6 +100,7 @@ class Config:
             service=defaults.service,
             token_refresh=env_float(environ, "TOKEN_REFRESH_SECONDS", 60.0, maximum=86400),
             upstream_timeout=env_float(environ, "UPSTREAM_TIMEOUT_SECONDS", 5.0, maximum=300),
+            limits=Limits.from_env(environ, CALLER_LIMITS),
         )
 
 
@@ -226,7 +234,7 @@ class CallerApp:
 def make_server(config: Config) -> WorkloadServer:
     """Build (and bind) a caller in-process and start its token refresher (stopped by ``server_close``)."""
     app = CallerApp(config)
-    server = bind(config.listen, app)
+    server = bind(config.listen, app, config.limits)
     app.tokens.start()
     return server
 

@@ -20,6 +20,7 @@ import binascii
 import contextlib
 import http.client
 import http.server
+import io
 import json
 import math
 import os
@@ -498,6 +499,177 @@ class App(Protocol):
     def close(self) -> None: ...
 
 
+# --- limits on what clients can make a workload hold -----------------------------------------------
+
+MAX_HEADER_BYTES_LIMIT = 256 * 1024 * 1024
+MAX_HEADERS_LIMIT = 100  # ``http.client`` refuses more header lines itself
+REQUEST_LINE_LIMIT = 65536  # as ``http.server``: longer request lines get 414
+HEADER_READ_CHUNK = 64 * 1024
+REFUSAL_WRITE_SECONDS = 1.0
+LINGER_SECONDS = 0.5
+LINGER_BYTES = 256 * 1024
+LIMIT_LOG_INTERVAL_SECONDS = 1.0
+REFUSALS = {
+    408: (b"Request Timeout", b"request header not received in time"),
+    414: (b"URI Too Long", b"request line too long"),
+    431: (b"Request Header Fields Too Large", b"request header too large"),
+    503: (b"Service Unavailable", b"too many connections"),
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client, and all of them together, can make a workload hold.
+
+    Why: before these limits, 8 connections that each sent 99 header lines of 1 MB and never ended the
+    header block took the secret store from 23 MB to 808 MB RSS (``http.server`` buffers up to 100
+    lines, and the store raises the per-line limit to 2 MiB), so two of them OOM-killed a 128 MiB pod.
+    Now the whole request head (request line and header lines) is capped in bytes and lines (431),
+    it must arrive within ``header_timeout`` seconds of the connection (or of the previous answer on a
+    keep-alive connection) however slowly it trickles (408, or a silent close if nothing arrived), and
+    at most ``max_connections`` are served at once (503 with ``Connection: close`` beyond). So header
+    memory is bounded by about ``max_connections * max_header_bytes``. ``0`` switches the timeout and
+    the connection cap off (for comparisons only).
+    """
+
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = MAX_HEADERS_LIMIT
+    header_timeout: float = 10.0
+    max_connections: int = 64
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], defaults: "Limits | None" = None) -> "Limits":
+        """``MAX_HEADER_BYTES``, ``MAX_HEADERS``, ``HEADER_TIMEOUT_SECONDS``, ``MAX_CONNECTIONS``."""
+        base = defaults or cls()
+        return cls(
+            max_header_bytes=env_int(
+                environ,
+                "MAX_HEADER_BYTES",
+                base.max_header_bytes,
+                minimum=1024,
+                maximum=MAX_HEADER_BYTES_LIMIT,
+            ),
+            max_headers=env_int(
+                environ, "MAX_HEADERS", base.max_headers, minimum=1, maximum=MAX_HEADERS_LIMIT
+            ),
+            header_timeout=env_float(
+                environ, "HEADER_TIMEOUT_SECONDS", base.header_timeout, allow_zero=True, maximum=3600
+            ),
+            max_connections=env_int(
+                environ, "MAX_CONNECTIONS", base.max_connections, minimum=0, maximum=100_000
+            ),
+        )
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "max_header_bytes": self.max_header_bytes,
+            "max_headers": self.max_headers,
+            "header_timeout_seconds": self.header_timeout,
+            "max_connections": self.max_connections,
+        }
+
+
+class LimitLog:
+    """Counts refusals per limit and logs them, at most one line per limit and interval.
+
+    Why throttled: a hostile client can cause thousands of refusals a second, and one log line each
+    would turn the limit into a disk and CPU sink. Lines carry the limit, the status and counts, never
+    header values (which may be tokens).
+    """
+
+    def __init__(
+        self, interval: float = LIMIT_LOG_INTERVAL_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._interval, self._clock = interval, clock
+        self._lock = threading.Lock()
+        self._totals: dict[str, int] = {}
+        self._pending: dict[str, int] = {}
+        self._last: dict[str, float] = {}
+        self._status: dict[str, int | None] = {}
+
+    def note(self, limit: str, status: int | None) -> None:
+        with self._lock:
+            self._totals[limit] = self._totals.get(limit, 0) + 1
+            self._pending[limit] = self._pending.get(limit, 0) + 1
+            self._status[limit] = status
+            now = self._clock()
+            if limit in self._last and now - self._last[limit] < self._interval:
+                return
+            self._last[limit] = now
+            line = self._take(limit)
+        log_event("limit", **line)
+
+    def flush(self) -> None:
+        """Log what the throttle held back (at shutdown)."""
+        with self._lock:
+            lines = [self._take(limit) for limit, pending in self._pending.items() if pending]
+        for line in lines:
+            log_event("limit", **line)
+
+    def totals(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._totals)
+
+    def _take(self, limit: str) -> dict[str, object]:
+        refused, self._pending[limit] = self._pending[limit], 0
+        return {"limit": limit, "status": self._status[limit], "count": refused, "total": self._totals[limit]}
+
+
+def refusal_bytes(status: int) -> bytes:
+    """A complete ``Connection: close`` answer; written raw because no request may have been parsed."""
+    reason, body = REFUSALS[status]
+    return (
+        b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+        b"Connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+    )
+
+
+class _HeaderTooLarge(Exception):
+    """The request head outgrew ``max_header_bytes`` or ``max_headers``."""
+
+    def __init__(self, limit: str) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's socket as a raw stream whose reads all end at one deadline.
+
+    Why not a socket timeout: it bounds each ``recv``, so a client sending one byte per
+    ``timeout - 1`` seconds (slowloris) could hold a thread and its buffers forever. Before every
+    ``recv`` the timeout is lowered to the time left, so the header block as a whole has a deadline.
+    """
+
+    def __init__(self, sock: socket.socket, idle_timeout: float) -> None:
+        super().__init__()
+        self._sock, self._idle_timeout = sock, idle_timeout
+        self.deadline: float | None = None
+        self.received = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:  # a writable buffer (memoryview)
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("request header deadline passed")
+            self._sock.settimeout(min(left, self._idle_timeout))
+        count = self._sock.recv_into(buffer)
+        self.received += count
+        return count
+
+    def start(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds if seconds > 0 else None
+        self.received = 0
+
+    def stop(self) -> None:
+        if self.deadline is not None:
+            self.deadline = None
+            with contextlib.suppress(OSError):
+                self._sock.settimeout(self._idle_timeout)
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Turns every method into one ``App.handle`` call and writes its response."""
 
@@ -509,6 +681,107 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     # delayed ACK (~40 ms on Linux), so every answer on a keep-alive connection took 40 ms or more.
     disable_nagle_algorithm = True
     server: "WorkloadServer"
+    _reader: _DeadlineReader
+
+    def setup(self) -> None:
+        """Read through :class:`_DeadlineReader` (the buffered file ``setup`` made is closed first, or
+        the socket would never really close)."""
+        super().setup()
+        self.rfile.close()
+        self._reader = _DeadlineReader(self.connection, HANDLER_TIMEOUT_SECONDS)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        """``BaseHTTPRequestHandler.handle_one_request`` with the request head read under :class:`Limits`.
+
+        The head is read here, bounded in bytes, lines and time, and then handed to the standard
+        ``parse_request`` from memory, so parsing and its checks stay the standard library's.
+        """
+        limits = self.server.limits
+        self._reader.start(limits.header_timeout)
+        try:
+            head = self._read_head(limits)
+        except _HeaderTooLarge as exc:
+            self._refuse(431, exc.limit)
+            return
+        except TimeoutError:
+            self.close_connection = True
+            if self._reader.received:
+                self._refuse(408, "header-timeout")
+            else:  # an idle (keep-alive) connection: nothing to answer, just close
+                self.server.limit_log.note("idle-timeout", None)
+            return
+        except OSError:
+            self.close_connection = True
+            return
+        finally:
+            self._reader.stop()
+        if head is None:
+            self.close_connection = True
+            return
+        request_line, header_block = head
+        if len(request_line) > REQUEST_LINE_LIMIT:
+            self._refuse(414, "request-line")
+            return
+        self.raw_requestline = request_line
+        stream, self.rfile = self.rfile, io.BufferedReader(io.BytesIO(header_block))
+        try:
+            parsed = self.parse_request()
+        finally:
+            self.rfile = stream
+        if not parsed:
+            return  # parse_request has answered (400, 505, ...) and closes the connection
+        try:
+            method = getattr(self, f"do_{self.command}", None)
+            if method is None:
+                self.send_error(http.HTTPStatus.NOT_IMPLEMENTED, "Unsupported method")
+                return
+            method()
+            self.wfile.flush()
+        except TimeoutError:
+            self.close_connection = True
+
+    def _read_head(self, limits: Limits) -> tuple[bytes, bytes] | None:
+        """Request line and header lines (blank line included); ``None`` if the client closed first."""
+        budget = limits.max_header_bytes
+        request_line = self._read_line(budget)
+        if not request_line:
+            return None
+        used, lines, header_lines = len(request_line), [], 0
+        while True:
+            line = self._read_line(budget - used)
+            used += len(line)
+            lines.append(line)
+            if line in (b"\r\n", b"\n", b""):
+                return request_line, b"".join(lines)
+            header_lines += 1
+            if header_lines > limits.max_headers:
+                raise _HeaderTooLarge("header-count")
+
+    def _read_line(self, limit: int) -> bytes:
+        """One line of at most ``limit`` bytes, read in chunks so a long one is refused as it grows."""
+        pieces: list[bytes] = []
+        size = 0
+        while True:
+            piece = self.rfile.readline(min(HEADER_READ_CHUNK, limit - size + 1))
+            pieces.append(piece)
+            size += len(piece)
+            if size > limit:
+                raise _HeaderTooLarge("header-bytes")
+            if not piece or piece.endswith(b"\n"):
+                return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def _refuse(self, status: int, limit: str) -> None:
+        """Answer a refusal and close; the connection's unread bytes are drained briefly first, so
+        the client's TCP stack is not reset before it has read the answer."""
+        self.close_connection = True
+        self.server.limit_log.note(limit, status)
+        with contextlib.suppress(OSError):
+            self.connection.settimeout(REFUSAL_WRITE_SECONDS)
+            self.wfile.write(refusal_bytes(status))
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            _linger(self.connection, LINGER_SECONDS, LINGER_BYTES)
 
     def _dispatch(self) -> None:
         request = Request(self.command, urlsplit(self.path).path, self.headers)
@@ -537,15 +810,41 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         log_event("http-error", message=(format % args)[:200])
 
 
+def _linger(sock: socket.socket, seconds: float, max_bytes: int) -> None:
+    """Read and drop what the client still sends, for at most ``seconds`` and ``max_bytes``."""
+    deadline = time.monotonic() + seconds
+    dropped = 0
+    while dropped < max_bytes:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        sock.settimeout(left)
+        chunk = sock.recv(HEADER_READ_CHUNK)
+        if not chunk:
+            return
+        dropped += len(chunk)
+
+
 class WorkloadServer(http.server.ThreadingHTTPServer):
-    """A threading HTTP server bound to ``LISTEN_ADDR`` that owns its app (closed with the server)."""
+    """A threading HTTP server bound to ``LISTEN_ADDR`` that owns its app (closed with the server).
+
+    At most ``limits.max_connections`` connections are served at once (one thread each); beyond
+    that, a connection is answered 503 with ``Connection: close`` from the accepting thread without
+    blocking it, and closed.
+    """
 
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, listen: tuple[str, int], app: App, *, dual_stack: bool = False) -> None:
+    def __init__(
+        self, listen: tuple[str, int], app: App, *, limits: Limits | None = None, dual_stack: bool = False
+    ) -> None:
         host, port = listen
         self.app = app
+        self.limits = limits or Limits()
+        self.limit_log = LimitLog()
+        self._active = 0
+        self._active_lock = threading.Lock()
         self._dual_stack = dual_stack
         self.address_family = socket.AF_INET6 if dual_stack or ":" in host else socket.AF_INET
         super().__init__(("::" if dual_stack else host, port), _Handler)
@@ -561,19 +860,66 @@ class WorkloadServer(http.server.ThreadingHTTPServer):
     def bound_addr(self) -> str:
         return format_hostport(self.server_name, self.server_port)
 
+    @property
+    def active_connections(self) -> int:
+        with self._active_lock:
+            return self._active
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        cap = self.limits.max_connections
+        with self._active_lock:
+            admitted = not cap or self._active < cap
+            if admitted:
+                self._active += 1
+        if not admitted:
+            self.limit_log.note("connections", 503)
+            _refuse_unserved(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._active_lock:
+            self._active -= 1
+
     def server_close(self) -> None:
         super().server_close()
+        self.limit_log.flush()
         self.app.close()
 
 
-def bind(listen: tuple[str, int], app: App) -> WorkloadServer:
+def _refuse_unserved(sock: socket.socket) -> None:
+    """503 without blocking the accepting thread: what the kernel takes now is sent, then close.
+
+    Bytes the client already sent are read (without waiting) first, so closing does not reset the
+    connection before the client reads the answer.
+    """
+    with contextlib.suppress(OSError):
+        sock.setblocking(False)
+        sock.send(refusal_bytes(503))
+        for _ in range(4):
+            if not sock.recv(HEADER_READ_CHUNK):
+                break
+
+
+def bind(listen: tuple[str, int], app: App, limits: Limits | None = None) -> WorkloadServer:
     """Bind the server; an empty host means every interface, IPv6 and IPv4 where the pod has both."""
     host, port = listen
     try:
         if not host and socket.has_dualstack_ipv6():
             with contextlib.suppress(OSError):  # IPv6 disabled in this pod: IPv4 below
-                return WorkloadServer(listen, app, dual_stack=True)
-        return WorkloadServer((host or "0.0.0.0", port), app)  # noqa: S104 - empty host means all interfaces
+                return WorkloadServer(listen, app, limits=limits, dual_stack=True)
+        return WorkloadServer((host or "0.0.0.0", port), app, limits=limits)  # noqa: S104 - empty host means all interfaces
     except OSError as exc:
         raise ConfigError(f"cannot listen on {format_hostport(host, port)}: {exc.strerror or exc}") from None
 
@@ -639,7 +985,7 @@ def run_main(
     except ConfigError as exc:
         print(f"{service}: configuration error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_CONFIG
-    log_event("starting", service=service, **server.app.summary())
+    log_event("starting", service=service, **server.app.summary(), limits=server.limits.summary())
     log_event("listening", service=service, addr=server.bound_addr)
     serve_until_signalled(server)
     log_event("stopped", service=service)

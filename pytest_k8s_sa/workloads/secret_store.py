@@ -13,6 +13,11 @@ Environment:
   REVIEW_TIMEOUT_SECONDS    timeout of a TokenReview call (default 5)
   CACHE_TTL_SECONDS         how long a successful review is reused (default 10, at most 10, 0 = off)
   MAX_TOKEN_BYTES           longer X-Client-Id values are refused unseen (default 16384)
+  MAX_HEADER_BYTES          the whole request head (request line and headers) may be at most this long
+                            (default 1114112: the longest MAX_TOKEN_BYTES, 1 MiB, plus 64 KiB), else 431
+  MAX_HEADERS               at most this many header lines (default 100, at most 100), else 431
+  HEADER_TIMEOUT_SECONDS    the request head must arrive within this time (default 10; 0 = off), else 408
+  MAX_CONNECTIONS           connections served at once (default 64; 0 = no cap), beyond that 503
   K8S_API_URL, K8S_CA_FILE, K8S_TOKEN_FILE, K8S_CLIENT_CERT_FILE, K8S_CLIENT_KEY_FILE, KUBECONFIG,
   KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT: how to reach the API (see ``common``)
 
@@ -48,6 +53,7 @@ from .common import (
     ApiCredentials,
     ConfigError,
     KubeApiClient,
+    Limits,
     Request,
     Response,
     UpstreamError,
@@ -79,6 +85,9 @@ CACHE_TTL_MAX_SECONDS = 10.0
 CACHE_MAX_ENTRIES = 4096
 HEADER_LINE_LIMIT = 2 * 1024 * 1024
 MAX_TOKEN_BYTES_LIMIT = 1024 * 1024
+STORE_LIMITS = Limits(max_header_bytes=MAX_TOKEN_BYTES_LIMIT + 64 * 1024)
+"""The store reads a head big enough for the longest token it may be configured to accept (and to
+refuse longer ones with its own 403), unlike the callers' 64 KiB."""
 _JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
@@ -136,6 +145,7 @@ class Config:
     review_timeout: float = 5.0
     cache_ttl: float = CACHE_TTL_MAX_SECONDS
     max_token_bytes: int = 16384
+    limits: Limits = STORE_LIMITS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, sa_dir: str = SERVICEACCOUNT_DIR) -> Self:
@@ -153,6 +163,7 @@ class Config:
             max_token_bytes=env_int(
                 environ, "MAX_TOKEN_BYTES", 16384, minimum=1, maximum=MAX_TOKEN_BYTES_LIMIT
             ),
+            limits=Limits.from_env(environ, STORE_LIMITS),
         )
 
 
@@ -424,7 +435,7 @@ def make_server(
 ) -> WorkloadServer:
     """Build (and bind) the secret store in-process; ``clock`` lets tests expire the cache."""
     raise_header_line_limit(HEADER_LINE_LIMIT)
-    return bind(config.listen, SecretStoreApp(config, clock=clock, cache_size=cache_size))
+    return bind(config.listen, SecretStoreApp(config, clock=clock, cache_size=cache_size), config.limits)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
