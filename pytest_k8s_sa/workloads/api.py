@@ -16,6 +16,8 @@ Environment:
   MAX_HEADERS               at most this many header lines (default 100, at most 100), else 431
   HEADER_TIMEOUT_SECONDS    the request head must arrive within this time (default 10; 0 = off), else 408
   MAX_CONNECTIONS           connections served at once (default 64; 0 = no cap), beyond that 503
+  HEADER_MEMORY_BYTES       request heads being read at once share this many bytes (default 16777216;
+                            0 = no budget), a head that would outgrow it gets 503
 
 Why re-read the file instead of keeping the first token: the kubelet replaces projected tokens at 80%
 of their lifetime. It writes them atomically (``api-token -> ..data/api-token``, with ``..data``

@@ -502,6 +502,7 @@ class App(Protocol):
 # --- limits on what clients can make a workload hold -----------------------------------------------
 
 MAX_HEADER_BYTES_LIMIT = 256 * 1024 * 1024
+MAX_HEADER_MEMORY_LIMIT = 16 * 1024 * 1024 * 1024
 MAX_HEADERS_LIMIT = 100  # ``http.client`` refuses more header lines itself
 REQUEST_LINE_LIMIT = 65536  # as ``http.server``: longer request lines get 414
 HEADER_READ_CHUNK = 64 * 1024
@@ -513,7 +514,7 @@ REFUSALS = {
     408: (b"Request Timeout", b"request header not received in time"),
     414: (b"URI Too Long", b"request line too long"),
     431: (b"Request Header Fields Too Large", b"request header too large"),
-    503: (b"Service Unavailable", b"too many connections"),
+    503: (b"Service Unavailable", b"too busy, try again"),
 }
 
 
@@ -527,15 +528,18 @@ class Limits:
     Now the whole request head (request line and header lines) is capped in bytes and lines (431),
     it must arrive within ``header_timeout`` seconds of the connection (or of the previous answer on a
     keep-alive connection) however slowly it trickles (408, or a silent close if nothing arrived), and
-    at most ``max_connections`` are served at once (503 with ``Connection: close`` beyond). So header
-    memory is bounded by about ``max_connections * max_header_bytes``. ``0`` switches the timeout and
-    the connection cap off (for comparisons only).
+    at most ``max_connections`` are served at once (503 with ``Connection: close`` beyond). The heads
+    being read at any moment share ``header_memory`` bytes (a head that would outgrow it: 503), so
+    header memory is bounded by ``min(header_memory, max_connections * max_header_bytes)``, plus
+    what the allocator keeps. ``0`` switches the timeout, the connection cap and the shared budget
+    off (for comparisons only).
     """
 
     max_header_bytes: int = 64 * 1024
     max_headers: int = MAX_HEADERS_LIMIT
     header_timeout: float = 10.0
     max_connections: int = 64
+    header_memory: int = 16 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], defaults: "Limits | None" = None) -> "Limits":
@@ -558,6 +562,9 @@ class Limits:
             max_connections=env_int(
                 environ, "MAX_CONNECTIONS", base.max_connections, minimum=0, maximum=100_000
             ),
+            header_memory=env_int(
+                environ, "HEADER_MEMORY_BYTES", base.header_memory, minimum=0, maximum=MAX_HEADER_MEMORY_LIMIT
+            ),
         )
 
     def summary(self) -> dict[str, object]:
@@ -566,6 +573,7 @@ class Limits:
             "max_headers": self.max_headers,
             "header_timeout_seconds": self.header_timeout,
             "max_connections": self.max_connections,
+            "header_memory_bytes": self.header_memory,
         }
 
 
@@ -632,6 +640,42 @@ class _HeaderTooLarge(Exception):
         self.limit = limit
 
 
+class _OutOfHeaderMemory(Exception):
+    """All connections' request heads together would outgrow ``header_memory``."""
+
+
+class ByteBudget:
+    """Bytes shared by every connection's request head; ``total`` 0 means no budget.
+
+    Why on top of the per-head limit: ``max_connections`` heads of ``max_header_bytes`` each is a
+    bound, but for the secret store (1 MiB tokens) a loose one; the budget bounds their sum.
+    """
+
+    def __init__(self, total: int) -> None:
+        self._left = total
+        self._unlimited = total == 0
+        self._lock = threading.Lock()
+
+    def take(self, count: int) -> bool:
+        if self._unlimited:
+            return True
+        with self._lock:
+            if count > self._left:
+                return False
+            self._left -= count
+            return True
+
+    def give(self, count: int) -> None:
+        if not self._unlimited and count:
+            with self._lock:
+                self._left += count
+
+    @property
+    def left(self) -> int:
+        with self._lock:
+            return self._left
+
+
 class _DeadlineReader(io.RawIOBase):
     """The connection's socket as a raw stream whose reads all end at one deadline.
 
@@ -682,6 +726,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: "WorkloadServer"
     _reader: _DeadlineReader
+    _held = 0  # bytes of the shared header budget this connection's current head holds
 
     def setup(self) -> None:
         """Read through :class:`_DeadlineReader` (the buffered file ``setup`` made is closed first, or
@@ -694,15 +739,27 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         """``BaseHTTPRequestHandler.handle_one_request`` with the request head read under :class:`Limits`.
 
-        The head is read here, bounded in bytes, lines and time, and then handed to the standard
-        ``parse_request`` from memory, so parsing and its checks stay the standard library's.
+        The head is read here, bounded in bytes, lines and time (and its bytes counted against the
+        server's shared ``header_memory``), then handed to the standard ``parse_request`` from memory,
+        so parsing and its checks stay the standard library's. The head's share of the budget is given
+        back when the request is done.
         """
+        try:
+            self._handle_one_request()
+        finally:
+            self.server.header_budget.give(self._held)
+            self._held = 0
+
+    def _handle_one_request(self) -> None:
         limits = self.server.limits
         self._reader.start(limits.header_timeout)
         try:
             head = self._read_head(limits)
         except _HeaderTooLarge as exc:
-            self._refuse(431, exc.limit)
+            self._refuse(414 if exc.limit == "request-line" else 431, exc.limit)
+            return
+        except _OutOfHeaderMemory:
+            self._refuse(503, "header-memory")
             return
         except TimeoutError:
             self.close_connection = True
@@ -720,9 +777,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         request_line, header_block = head
-        if len(request_line) > REQUEST_LINE_LIMIT:
-            self._refuse(414, "request-line")
-            return
         self.raw_requestline = request_line
         stream, self.rfile = self.rfile, io.BufferedReader(io.BytesIO(header_block))
         try:
@@ -742,32 +796,49 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _read_head(self, limits: Limits) -> tuple[bytes, bytes] | None:
-        """Request line and header lines (blank line included); ``None`` if the client closed first."""
-        budget = limits.max_header_bytes
-        request_line = self._read_line(budget)
-        if not request_line:
+        """Request line and header lines (blank line included); ``None`` if the client closed before
+        the head was complete (nothing is answered to a client that went away mid-head).
+
+        Besides the limits, the standard library's own bounds hold as they did: a request line over
+        64 KiB gets 414, a header line over ``http.client._MAXLINE`` 431.
+        """
+        left = limits.max_header_bytes
+        request_line = self._read_line(left, REQUEST_LINE_LIMIT, "request-line")
+        if not request_line.endswith(b"\n"):
             return None
-        used, lines, header_lines = len(request_line), [], 0
+        left -= len(request_line)
+        lines, header_lines = [], 0
         while True:
-            line = self._read_line(budget - used)
-            used += len(line)
+            line = self._read_line(left, http.client._MAXLINE, "header-line")  # type: ignore[attr-defined]
+            if not line.endswith(b"\n"):
+                return None
+            left -= len(line)
             lines.append(line)
-            if line in (b"\r\n", b"\n", b""):
+            if line in (b"\r\n", b"\n"):
                 return request_line, b"".join(lines)
             header_lines += 1
             if header_lines > limits.max_headers:
                 raise _HeaderTooLarge("header-count")
 
-    def _read_line(self, limit: int) -> bytes:
-        """One line of at most ``limit`` bytes, read in chunks so a long one is refused as it grows."""
+    def _read_line(self, left: int, line_limit: int, line_name: str) -> bytes:
+        """One line within the ``left`` bytes of the head and ``line_limit``; read in chunks, so a long
+        line is refused as it grows, never held whole."""
+        limit, name = (line_limit, line_name) if line_limit < left else (left, "header-bytes")
         pieces: list[bytes] = []
         size = 0
+        budget = self.server.header_budget
         while True:
-            piece = self.rfile.readline(min(HEADER_READ_CHUNK, limit - size + 1))
+            want = min(HEADER_READ_CHUNK, limit - size + 1)
+            if not budget.take(want):
+                raise _OutOfHeaderMemory
+            self._held += want
+            piece = self.rfile.readline(want)
+            budget.give(want - len(piece))
+            self._held -= want - len(piece)
             pieces.append(piece)
             size += len(piece)
             if size > limit:
-                raise _HeaderTooLarge("header-bytes")
+                raise _HeaderTooLarge(name)
             if not piece or piece.endswith(b"\n"):
                 return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
@@ -843,6 +914,7 @@ class WorkloadServer(http.server.ThreadingHTTPServer):
         self.app = app
         self.limits = limits or Limits()
         self.limit_log = LimitLog()
+        self.header_budget = ByteBudget(self.limits.header_memory)
         self._active = 0
         self._active_lock = threading.Lock()
         self._dual_stack = dual_stack

@@ -18,6 +18,8 @@ Environment:
   MAX_HEADERS               at most this many header lines (default 100, at most 100), else 431
   HEADER_TIMEOUT_SECONDS    the request head must arrive within this time (default 10; 0 = off), else 408
   MAX_CONNECTIONS           connections served at once (default 64; 0 = no cap), beyond that 503
+  HEADER_MEMORY_BYTES       request heads being read at once share this many bytes (default 16777216;
+                            0 = no budget), a head that would outgrow it gets 503
   K8S_API_URL, K8S_CA_FILE, K8S_TOKEN_FILE, K8S_CLIENT_CERT_FILE, K8S_CLIENT_KEY_FILE, KUBECONFIG,
   KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT: how to reach the API (see ``common``)
 

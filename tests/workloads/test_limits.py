@@ -79,6 +79,7 @@ def test_defaults_bound_the_head_and_connections() -> None:
     assert caller.max_header_bytes == 64 * 1024
     for limits in (store, caller):
         assert (limits.max_headers, limits.header_timeout, limits.max_connections) == (100, 10.0, 64)
+        assert limits.header_memory == 16 * 1024 * 1024
 
 
 def test_limits_come_from_the_environment() -> None:
@@ -89,9 +90,9 @@ def test_limits_come_from_the_environment() -> None:
         "MAX_CONNECTIONS": "9",
     }
     assert Limits.from_env(env) == Limits(4096, 7, 2.5, 9)
-    assert Limits.from_env({"HEADER_TIMEOUT_SECONDS": "0", "MAX_CONNECTIONS": "0"}) == Limits(
-        header_timeout=0.0, max_connections=0
-    )
+    off = {"HEADER_TIMEOUT_SECONDS": "0", "MAX_CONNECTIONS": "0", "HEADER_MEMORY_BYTES": "0"}
+    assert Limits.from_env(off) == Limits(header_timeout=0.0, max_connections=0, header_memory=0)
+    assert Limits.from_env({"HEADER_MEMORY_BYTES": "1048576"}).header_memory == 1024 * 1024
     assert Limits.from_env({}, secret_store.STORE_LIMITS) == secret_store.STORE_LIMITS
 
 
@@ -107,6 +108,7 @@ def test_limits_come_from_the_environment() -> None:
         ("HEADER_TIMEOUT_SECONDS", "nan"),
         ("MAX_CONNECTIONS", "-3"),
         ("MAX_CONNECTIONS", "many"),
+        ("HEADER_MEMORY_BYTES", "-1"),
     ],
 )
 def test_bad_limits_are_refused_with_the_variable_named(name: str, value: str) -> None:
@@ -155,6 +157,37 @@ def test_header_count_limit_is_exact_and_refused_with_431(start_store: Start) ->
     six = head(b"Host: t", *[b"X-N%d: 1" % i for i in range(4)])
     assert status_of(exchange(store, five)[0]) == 401
     assert status_of(exchange(store, six)[0]) == 431
+
+
+def test_the_standard_librarys_line_bounds_still_hold(start_store: Start) -> None:
+    """Even with a larger head limit: request line over 64 KiB 414, a header line over
+    ``http.client._MAXLINE`` (the store raises it to 2 MiB) 431, as before the limits."""
+    store = start_store(limits=Limits(max_header_bytes=8 * 1024 * 1024))
+    long_target = b"GET /" + b"a" * 70_000 + b" HTTP/1.1"
+    assert status_of(exchange(store, head(b"Host: t", request_line=long_target))[0]) == 414
+    long_line = b"X-Long: " + b"a" * secret_store.HEADER_LINE_LIMIT
+    assert status_of(exchange(store, head(b"Host: t", long_line))[0]) == 431
+    assert store.server.limit_log.totals() == {"request-line": 1, "header-line": 1}
+
+
+def test_heads_share_the_header_memory_budget(start_store: Start) -> None:
+    store = start_store(limits=Limits(max_header_bytes=1024 * 1024, header_memory=256 * 1024))
+    budget = store.server.header_budget
+    full = budget.left
+    assert status_of(exchange(store, padded(300 * 1024))[0]) == 503  # alone over the budget
+    eventually(lambda: assert_equal(budget.left, full))
+    with closing(socket.create_connection(address(store), timeout=15)) as hog:
+        hog.sendall(b"GET / HTTP/1.1\r\nX-Hog: " + b"a" * 150 * 1024)  # a head that is not finished
+        eventually(lambda: assert_less(budget.left, full - 150 * 1024))
+        assert status_of(exchange(store, padded(100 * 1024))[0]) == 503  # fits alone, not beside it
+    eventually(lambda: assert_equal(budget.left, full))  # the hog left: its share is back
+    assert status_of(exchange(store, padded(100 * 1024))[0]) == 401
+    eventually(lambda: assert_equal(budget.left, full))
+    assert store.server.limit_log.totals() == {"header-memory": 2}
+
+
+def assert_less(actual: int, bound: int) -> None:
+    assert actual < bound
 
 
 def test_a_token_up_to_the_head_limit_still_gets_the_stores_own_403(start_store: Start) -> None:
@@ -358,3 +391,6 @@ def test_hostile_load_against_a_bounded_store(start_store: Start) -> None:
         assert sum(report.endings[kind][e] for e in hostile.ENDED_BY_SERVER) >= 1, summary
     assert set(report.valid_statuses) == {200}, summary
     assert not report.valid_errors, summary
+    # Nothing leaks: every slot and every byte of the shared head budget comes back.
+    eventually(lambda: assert_equal(store.server.active_connections, 0), timeout=15)
+    eventually(lambda: assert_equal(store.server.header_budget.left, Limits().header_memory))
