@@ -10,10 +10,13 @@ connections. Settings:
 
 * ``quiet``: the shipped limits, no hostile connection (the valid caller alone: the reference p50/p99),
 * ``limits``: the shipped limits (``MAX_HEADER_BYTES`` 1 MiB + 64 KiB, ``MAX_HEADERS`` 100,
-  ``HEADER_TIMEOUT_SECONDS`` 10, ``MAX_CONNECTIONS`` 64) under the hostile load,
-* ``no-limits``: ``MAX_HEADER_BYTES=268435456 HEADER_TIMEOUT_SECONDS=0 MAX_CONNECTIONS=0`` under the
-  same load: for this load, the bounds the store had before the limits (at most 100 header lines of at
-  most 2 MiB, a 30 s timeout per read, no connection cap).
+  ``HEADER_TIMEOUT_SECONDS`` 10, ``MAX_CONNECTIONS`` 64, ``HEADER_MEMORY_BYTES`` 16 MiB) under the
+  hostile load,
+* ``no-limits``: ``MAX_HEADER_BYTES=268435456 HEADER_TIMEOUT_SECONDS=0 MAX_CONNECTIONS=0
+  HEADER_MEMORY_BYTES=0`` under the same load: for this load, the bounds the store had before the
+  limits (at most 100 header lines of at most 2 MiB, a 30 s timeout per read, no connection cap).
+* ``budget-only``: as ``no-limits`` but with the shared ``HEADER_MEMORY_BYTES`` budget (16 MiB): what
+  that budget alone does.
 
 RSS is sampled every 0.2 s (``/proc/<pid>/status``); the peak minus the idle RSS (after one warm-up
 call) is the growth. The clients run on the same cores as the store and the apiserver, so compare
@@ -44,10 +47,16 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 AUDIENCE = "secret-store"
 MIB = 1024 * 1024
-NO_LIMITS = {"MAX_HEADER_BYTES": "268435456", "HEADER_TIMEOUT_SECONDS": "0", "MAX_CONNECTIONS": "0"}
+NO_LIMITS = {
+    "MAX_HEADER_BYTES": "268435456",
+    "HEADER_TIMEOUT_SECONDS": "0",
+    "MAX_CONNECTIONS": "0",
+    "HEADER_MEMORY_BYTES": "0",
+}
 SETTINGS: dict[str, tuple[dict[str, str], bool]] = {
     "quiet": ({}, False),
     "limits": ({}, True),
+    "budget-only": ({k: v for k, v in NO_LIMITS.items() if k != "HEADER_MEMORY_BYTES"}, True),
     "no-limits": (NO_LIMITS, True),
 }
 
