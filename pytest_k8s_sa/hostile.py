@@ -56,7 +56,8 @@ def _address(url: str) -> tuple[str, int]:
 
 
 def _head(host: str) -> bytes:
-    return b"GET / HTTP/1.1\r\nHost: " + host.encode() + b"\r\nUser-Agent: k8s-sa-hostile\r\n"
+    """Request line and one header (``Host``): with 99 more, the 100 lines ``http.server`` allows."""
+    return b"GET / HTTP/1.1\r\nHost: " + host.encode() + b"\r\n"
 
 
 def _finish(sock: socket.socket, kind: str, started: float, sent: int, deadline: float) -> Outcome:
@@ -111,7 +112,8 @@ def oversized_headers(
 ) -> Outcome:
     """Send ``lines`` header lines of ``line_bytes`` each and never end the header block.
 
-    The default is the issue's measurement (99 lines of 1 MB; ``http.server`` keeps up to 100). Sent in
+    The default is the issue's measurement (99 lines of 1 MB after ``Host``: the 100 lines
+    ``http.server`` allows, so without limits the store holds them all until it times out). Sent in
     64 KiB chunks; before each, the socket is checked for an answer, so a refusal is seen at once.
     """
     started = time.monotonic()
