@@ -73,6 +73,7 @@ def measure(
 ) -> dict[str, object]:
     """One fresh store with ``env`` (under the hostile load or not); its figures."""
     identity = deployment.secret_store
+    assert identity.pod is not None  # local processes: the pod the emulated kubelet binds tokens to
     store = start_secret_store_process(
         cluster,
         workdir,
@@ -124,7 +125,7 @@ def measure(
 
 
 def median(runs: list[dict[str, object]], key: str) -> float:
-    return float(statistics.median(float(run[key]) for run in runs))  # type: ignore[arg-type]
+    return float(statistics.median(float(str(run[key])) for run in runs))
 
 
 def main() -> int:
