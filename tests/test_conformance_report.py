@@ -36,7 +36,7 @@ def _run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict,
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", f"--conformance-report={report}", f"--junitxml={junit}", *args
     )
-    return result, json.loads(report.read_text()), ET.parse(junit).getroot()
+    return result, json.loads(report.read_text()), ET.parse(junit).getroot()  # noqa: S314 - our own pytest's output
 
 
 def test_fast_profile_skips_full_checks_and_reports_every_check(pytester: pytest.Pytester) -> None:

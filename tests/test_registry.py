@@ -27,7 +27,7 @@ from pytest_k8s_sa.settings import Settings
 
 
 def test_option_choices_come_from_the_registry() -> None:
-    assert options.PROVIDERS == tuple(PROVIDERS)
+    assert tuple(PROVIDERS) == options.PROVIDERS
     assert options.BY_DEST["k8s_provider"].choices == tuple(PROVIDERS)
     assert DEFAULT_PROVIDER == "local"
     assert set(UP_PROVIDERS) <= set(PROVIDERS)
@@ -59,7 +59,9 @@ def test_settings_reach_the_provider(tmp_path: Path) -> None:
     by_version = build_provider("kind", Settings(k8s_version="1.36.3", kind_bin="/opt/kind"))
     assert isinstance(by_version, KindProvider)
     assert by_version.image == "kindest/node:v1.36.3"
-    local = build_provider("local", Settings(work_dir=str(tmp_path), shared=True, owner_pid=1, keep_cluster=True))
+    local = build_provider(
+        "local", Settings(work_dir=str(tmp_path), shared=True, owner_pid=1, keep_cluster=True)
+    )
     assert isinstance(local, LocalProvider)
     assert (local.shared_dir, local.shared, local.owner_pid, local.keep) == (tmp_path, True, 1, True)
 

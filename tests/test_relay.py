@@ -56,11 +56,13 @@ def _exchange(relay: Relay, payload: bytes, expect: int | None = None) -> bytes:
     """
     wanted = len(payload) if expect is None else expect
     received = b""
-    with socket.create_connection(("127.0.0.1", relay.local_port), timeout=5) as client:
-        with contextlib.suppress(OSError):  # a relay that gives up may reset the connection
-            client.sendall(payload)
-            while len(received) < wanted and (chunk := client.recv(65536)):
-                received += chunk
+    with (
+        socket.create_connection(("127.0.0.1", relay.local_port), timeout=5) as client,
+        contextlib.suppress(OSError),  # a relay that gives up may reset the connection
+    ):
+        client.sendall(payload)
+        while len(received) < wanted and (chunk := client.recv(65536)):
+            received += chunk
     return received
 
 
@@ -110,5 +112,5 @@ def test_closed_relay_stops_listening() -> None:
     relay = Relay(lambda: _connect_to(1))
     port = relay.local_port
     relay.close()
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=5):
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
         pass
