@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 import uuid
@@ -27,17 +26,16 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
-sys.path.insert(0, str(ROOT))  # the load generator is shared with the security tests
+from pytest_k8s_sa import resources
+from pytest_k8s_sa.cluster import Cluster
+from pytest_k8s_sa.deploy import Deployment, deploy_processes
+from pytest_k8s_sa.loadgen import forger, launch_store, run_load, standard_mix
+from pytest_k8s_sa.providers.registry import build_provider
+from pytest_k8s_sa.settings import Settings
+from pytest_k8s_sa.tokens import key_id, request_token
+from pytest_k8s_sa.types import Names
 
-from pytest_k8s_sa import resources  # noqa: E402
-from pytest_k8s_sa.cluster import Cluster  # noqa: E402
-from pytest_k8s_sa.deploy import Deployment, deploy_processes  # noqa: E402
-from pytest_k8s_sa.fixtures import Names  # noqa: E402
-from pytest_k8s_sa.providers.local import LocalProvider  # noqa: E402
-from pytest_k8s_sa.tokens import key_id, request_token  # noqa: E402
-from tests.security._support import forger, launch_store, run_load, standard_mix  # noqa: E402
+RESULTS = Path(__file__).resolve().parent / "results"
 
 AUDIENCE = "secret-store"
 
@@ -101,7 +99,7 @@ def main() -> int:
     runs = []
     with tempfile.TemporaryDirectory(prefix="k8s-sa-load-") as tmp:
         workdir = Path(tmp)
-        provider = LocalProvider(workdir / "cluster")
+        provider = build_provider("local", Settings(work_dir=str(workdir / "cluster")))
         run_id = uuid.uuid4().hex[:8]
         try:
             cluster = Cluster(provider.create(), run_id)

@@ -17,24 +17,26 @@ from pathlib import Path
 
 from pytest_k8s_sa.cluster import Cluster
 from pytest_k8s_sa.deploy import deploy_manifests
-from pytest_k8s_sa.fixtures import Names
-from pytest_k8s_sa.providers.local_node import LocalNodeProvider
+from pytest_k8s_sa.providers.registry import build_provider
+from pytest_k8s_sa.settings import Settings
+from pytest_k8s_sa.types import Names
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def one_run() -> dict[str, float]:
-    provider = LocalNodeProvider()
+    provider = build_provider("local-node", Settings(provider="local-node"))
     started = time.perf_counter()
     try:
         info = provider.create()
-        timings = {f"start_{k}": v for k, v in provider.timings.items()}
+        timings = {f"start_{k}": v for k, v in getattr(provider, "timings", {}).items()}
         timings["start_wall_seconds"] = round(time.perf_counter() - started, 2)
         cluster = Cluster(info, uuid.uuid4().hex[:8])
-        with tempfile.TemporaryDirectory() as workdir:
-            deployment = deploy_manifests(cluster, Names(cluster.run_id), Path(workdir))
+        with (
+            tempfile.TemporaryDirectory() as workdir,
+            deploy_manifests(cluster, Names(cluster.run_id), Path(workdir)) as deployment,
+        ):
             timings.update(deployment.timings)
-            deployment.teardown()
         cluster.close()
     finally:
         torn = time.perf_counter()

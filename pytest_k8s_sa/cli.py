@@ -1,7 +1,8 @@
-"""The ``k8s-sa`` command: ``build`` the control-plane binaries, ``up`` a local cluster.
+"""The ``k8s-sa`` command: ``build`` the control-plane binaries, ``up`` a cluster.
 
-``k8s-sa up --kubeconfig PATH`` is how users debug, and how other tools reach a cluster just like
-the one the tests use: it prints one line ``ready <kubeconfig>`` and runs until SIGINT/SIGTERM.
+``k8s-sa up --kubeconfig PATH [--k8s-provider local|local-node|kind]`` is how users debug, and how
+other tools reach a cluster just like the one the tests use: it prints one line
+``ready <kubeconfig>`` and runs until SIGINT/SIGTERM, then removes what it started.
 """
 
 from __future__ import annotations
@@ -14,9 +15,15 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .binaries import DEFAULT_K8S_VERSION, build_binaries, find_binaries
-from .controlplane import ControlPlane
+import kubernetes
+
+from .binaries import DEFAULT_K8S_VERSION, build_binaries
 from .errors import K8sSAError
+from .providers.registry import DEFAULT_PROVIDER, UP_PROVIDERS, build_provider
+from .settings import Settings
+
+LIVENESS_INTERVAL_SECONDS = 2.0
+LIVENESS_FAILURES = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,18 +34,50 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--k8s-version", default=DEFAULT_K8S_VERSION, help=f"default {DEFAULT_K8S_VERSION}")
     build.add_argument("--force", action="store_true", help="rebuild even if the cache has the binaries")
-    up = sub.add_parser("up", help="run a local control plane in the foreground until SIGINT/SIGTERM")
+    up = sub.add_parser("up", help="run a cluster in the foreground until SIGINT/SIGTERM")
     up.add_argument("--kubeconfig", required=True, type=Path, help="where to write the admin kubeconfig")
+    up.add_argument(
+        "--k8s-provider",
+        choices=UP_PROVIDERS,
+        default=DEFAULT_PROVIDER,
+        help=f"which cluster (default {DEFAULT_PROVIDER}); local-node: control plane plus a real node "
+        "(Linux, root), as the tests' --k8s-provider",
+    )
     up.add_argument("--k8s-version", default=DEFAULT_K8S_VERSION)
     up.add_argument(
         "--k8s-bin-dir", default=None, help="folder with the three binaries (else cache or build)"
     )
-    up.add_argument("--workdir", type=Path, default=None, help="keep PKI, logs and etcd data here (kept)")
+    up.add_argument(
+        "--workdir", type=Path, default=None, help="local: keep PKI, logs and etcd data here (kept)"
+    )
+    up.add_argument("--kind-image", default=None, help="kind: the kindest/node image")
+    up.add_argument("--kind-bin", default=None, help="kind: the kind binary (else on PATH)")
+    up.add_argument("--cluster-name", default="pytest-k8s-sa", help="kind: the cluster's name")
     return parser
 
 
+def _settings(args: argparse.Namespace, work_dir: Path) -> Settings:
+    return Settings(
+        provider=args.k8s_provider,
+        k8s_version=args.k8s_version,
+        bin_dir=args.k8s_bin_dir,
+        keep_cluster=args.workdir is not None,
+        kind_cluster_name=args.cluster_name,
+        kind_image=args.kind_image,
+        kind_bin=args.kind_bin,
+        work_dir=str(work_dir),
+    )
+
+
+def _alive(api_client: kubernetes.client.ApiClient) -> bool:
+    try:
+        kubernetes.client.VersionApi(api_client).get_code(_request_timeout=5)
+    except Exception:
+        return False
+    return True
+
+
 def _up(args: argparse.Namespace) -> int:
-    binaries = find_binaries(args.k8s_version, args.k8s_bin_dir)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="k8s-sa-up-"))
     stop = threading.Event()
 
@@ -47,29 +86,37 @@ def _up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    control_plane = ControlPlane(workdir, binaries)
+    provider = build_provider(args.k8s_provider, _settings(args, workdir))
     try:
-        control_plane.start()
+        # SIGTERM during a long start: the handler only sets ``stop``; create() finishes, then we stop.
+        info = provider.create()
         kubeconfig = args.kubeconfig.expanduser().resolve()
         kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(control_plane.kubeconfig, kubeconfig)
+        shutil.copyfile(info.kubeconfig, kubeconfig)
         kubeconfig.chmod(0o600)
         print(f"ready {args.kubeconfig}", flush=True)
+        logs = sorted({str(path.parent) for path in info.log_paths.values()})
         print(
-            f"[k8s-sa] server {control_plane.server}, issuer {control_plane.issuer}, "
-            f"logs in {workdir / 'logs'}; stop with Ctrl-C or SIGTERM",
+            f"[k8s-sa] {info.provider} cluster, kubeconfig {kubeconfig}, logs in {', '.join(logs) or '-'}; "
+            "stop with Ctrl-C or SIGTERM",
             file=sys.stderr,
             flush=True,
         )
-        while not stop.wait(timeout=1.0):
-            dead = [p.name for p in control_plane.processes if not p.running()]
-            if dead:
-                print(
-                    f"[k8s-sa] {', '.join(dead)} exited; stopping (see {workdir / 'logs'})", file=sys.stderr
-                )
-                return 1
+        api_client = info.api_client()
+        failures = 0
+        try:
+            while not stop.wait(timeout=LIVENESS_INTERVAL_SECONDS):
+                failures = 0 if _alive(api_client) else failures + 1
+                if failures >= LIVENESS_FAILURES and not stop.is_set():
+                    print(
+                        f"[k8s-sa] the apiserver stopped answering; stopping (see {', '.join(logs)})",
+                        file=sys.stderr,
+                    )
+                    return 1
+        finally:
+            api_client.close()
     finally:
-        control_plane.stop()
+        provider.destroy()
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import kubernetes
 
-from .providers.base import Capabilities, ClusterInfo
+from .providers.base import Capabilities, ClusterInfo, NodeControl
 from .tokens import request_token
 
 
@@ -34,6 +34,11 @@ class Cluster:
     @property
     def capabilities(self) -> Capabilities:
         return self.info.capabilities
+
+    @property
+    def node_control(self) -> NodeControl | None:
+        """The provider's control over its node (kubelet restart, image loading), if it has one."""
+        return self.info.node_control
 
     @property
     def signing_key(self) -> Path | None:

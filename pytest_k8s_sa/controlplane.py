@@ -214,6 +214,46 @@ class ControllerManager:
         )
 
 
+@dataclass
+class Scheduler:
+    """kube-scheduler, on the host next to the apiserver, leader election off.
+
+    Only providers with a node start it (local-node): the local provider has no kubelet, so pods
+    stay unscheduled there by design. ``serving`` pair: the apiserver's loopback serving pair.
+    """
+
+    binary: Path
+    kubeconfig: Path
+    certs: Certificates
+    log_path: Path
+    port: int = field(default_factory=free_port)
+
+    def default_flags(self) -> Flags:
+        return {
+            "kubeconfig": str(self.kubeconfig),
+            "authentication-kubeconfig": str(self.kubeconfig),
+            "authorization-kubeconfig": str(self.kubeconfig),
+            "leader-elect": "false",
+            "bind-address": LOOPBACK,
+            "secure-port": str(self.port),
+            "tls-cert-file": str(self.certs.serving_cert),
+            "tls-private-key-file": str(self.certs.serving_key),
+        }
+
+    def process(self, flags: Mapping[str, str | None] | None = None, **kwargs: object) -> Process:
+        def healthy() -> bool:
+            url = f"https://{LOOPBACK}:{self.port}/healthz"
+            return requests.get(url, verify=str(self.certs.ca), timeout=1).status_code == 200
+
+        return Process(
+            "kube-scheduler",
+            _argv(self.binary, self.default_flags() if flags is None else flags),
+            self.log_path,
+            health=healthy,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
 def write_kubeconfig(
     path: Path,
     server: str,

@@ -8,9 +8,7 @@ factories, each deleting what it created when the test ends. Factories are typed
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Protocol
 
 import kubernetes
@@ -18,43 +16,21 @@ import pytest
 
 from . import resources, tokens
 from .cluster import Cluster
-from .options import Settings
-from .tokens import BoundObject, Token, TokenReviewResult, request_token, review_token
+from .settings import Settings
+from .tokens import BoundObject, Token, TokenReviewResult, raw_token, request_token, review_token
+from .types import LegacyToken, Names, PodRef, ServiceAccountRef
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 CLUSTER_KEY = pytest.StashKey[Cluster]()
 RUN_ID_KEY = pytest.StashKey[str]()
 FAILED_KEY = pytest.StashKey[bool]()
 
-
-@dataclass(frozen=True)
-class ServiceAccountRef:
-    namespace: str
-    name: str
-    uid: str
-
-    @property
-    def username(self) -> str:
-        return f"system:serviceaccount:{self.namespace}:{self.name}"
-
-
-@dataclass(frozen=True)
-class PodRef:
-    namespace: str
-    name: str
-    uid: str
-
-    def bound(self) -> BoundObject:
-        return BoundObject("Pod", self.name, self.uid)
-
-
-@dataclass(frozen=True)
-class LegacyToken:
-    """A legacy ``kubernetes.io/service-account-token`` Secret and the token it holds."""
-
-    namespace: str
-    secret_name: str
-    token: Token
+__all__ = [  # the plain types live in .types (no pytest); re-exported for existing imports
+    "LegacyToken",
+    "Names",
+    "PodRef",
+    "ServiceAccountRef",
+]
 
 
 class ServiceAccountFactory(Protocol):
@@ -86,7 +62,7 @@ class LegacyTokenFactory(Protocol):
 class TokenReviewFunction(Protocol):
     def __call__(
         self,
-        token: str | Token,
+        token: str | Token | LegacyToken,
         audiences: list[str] | None = None,
         as_service_account: ServiceAccountRef | None = None,
     ) -> TokenReviewResult: ...
@@ -107,18 +83,6 @@ class MintTokenFactory(Protocol):
         expires_at: dt.datetime | None = None,
         pod: PodRef | None = None,
     ) -> Token: ...
-
-
-class Names:
-    """Names unique to this run and xdist worker, valid as Kubernetes object names."""
-
-    def __init__(self, run_id: str) -> None:
-        self._prefix = f"{run_id}-{resources.worker_id()}"
-        self._counter = itertools.count(1)
-
-    def __call__(self, stem: str) -> str:
-        name = f"{stem}-{self._prefix}-{next(self._counter)}".lower()
-        return name[-63:].lstrip("-")
 
 
 @pytest.fixture(scope="session")
@@ -235,6 +199,8 @@ def token_review(
 ) -> Iterator[TokenReviewFunction]:
     """``token_review(token, audiences=None, as_service_account=None) -> TokenReviewResult``.
 
+    ``token``: the raw JWT, a ``Token`` or what ``legacy_token`` returns (a ``LegacyToken``).
+
     By default the review is made as the admin. ``as_service_account`` makes it with that service
     account's own token instead, the way a workload does (and gets 403 without
     ``system:auth-delegator``, raised as ``kubernetes.client.ApiException``).
@@ -242,11 +208,11 @@ def token_review(
     clients: list[kubernetes.client.ApiClient] = []
 
     def review(
-        token: str | Token,
+        token: str | Token | LegacyToken,
         audiences: list[str] | None = None,
         as_service_account: ServiceAccountRef | None = None,
     ) -> TokenReviewResult:
-        raw = token.raw if isinstance(token, Token) else token
+        raw = raw_token(token)  # a TypeError for anything else, before any API call
         client = k8s_cluster.api_client
         if as_service_account is not None:
             client = k8s_cluster.client_for_token(

@@ -18,7 +18,11 @@ from typing import Any
 
 import pytest
 
-PROVIDERS = ("local", "kind", "kubeconfig", "local-node")
+from .providers.registry import PROVIDERS as _BUILDERS
+from .providers.registry import SettingsError, resolve_provider
+from .settings import Settings
+
+PROVIDERS = tuple(_BUILDERS)
 KIND_PLUGINS = (("pytest-kind-ng", "pytest-kind-ng"), ("pytest-kind", "pytest-kind"))
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -186,51 +190,21 @@ def get(config: pytest.Config, dest: str) -> Any:
     return option.default
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The resolved, validated options."""
-
-    provider: str
-    kubeconfig: str | None
-    k8s_version: str | None
-    bin_dir: str | None
-    keep_cluster: bool
-    keep_namespaces_on_failure: bool
-    kind_cluster_name: str
-
-
 def resolve(config: pytest.Config) -> Settings:
     """Resolve and validate; contradictions are a :class:`pytest.UsageError` saying what to do."""
-    provider = get(config, "k8s_provider")
-    kind = bool(get(config, "kind_cluster"))
     kubeconfig = get(config, "kubeconfig")
     version = get(config, "k8s_version")
     bin_dir = get(config, "k8s_bin_dir")
-    if kind and provider not in (None, "kind"):
-        raise pytest.UsageError(
-            f"--kind-cluster contradicts --k8s-provider {provider}: drop one of them "
-            "(--kind-cluster is the same as --k8s-provider kind)."
+    try:
+        provider = resolve_provider(
+            get(config, "k8s_provider"),
+            kind_cluster=bool(get(config, "kind_cluster")),
+            kubeconfig=kubeconfig,
+            k8s_version=version,
+            bin_dir=bin_dir,
         )
-    if provider is None:
-        provider = "kind" if kind else ("kubeconfig" if kubeconfig else "local")
-    if provider in ("local", "local-node") and kubeconfig:
-        raise pytest.UsageError(
-            f"--kubeconfig names an existing cluster, but --k8s-provider is {provider} "
-            "(which starts its own): use --k8s-provider kubeconfig, or drop --kubeconfig."
-        )
-    if provider == "kubeconfig":
-        if not kubeconfig:
-            raise pytest.UsageError(
-                "--k8s-provider kubeconfig needs a kubeconfig: pass --kubeconfig PATH or set "
-                "$K8S_SA_KUBECONFIG."
-            )
-        if version:
-            raise pytest.UsageError(
-                "--k8s-version cannot apply to an existing cluster (--kubeconfig): its version is what it "
-                "is. Drop --k8s-version."
-            )
-    if bin_dir and provider not in ("local", "local-node"):
-        raise pytest.UsageError(f"--k8s-bin-dir is for the local provider only; the provider is {provider}.")
+    except SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
     return Settings(
         provider=provider,
         kubeconfig=kubeconfig,
@@ -239,4 +213,7 @@ def resolve(config: pytest.Config) -> Settings:
         keep_cluster=bool(get(config, "keep_cluster")),
         keep_namespaces_on_failure=bool(get(config, "keep_namespaces_on_failure")),
         kind_cluster_name=str(config.getoption("cluster_name", default=None) or "pytest-k8s-sa"),
+        # pytest-kind(-ng)'s own options, when it is installed.
+        kind_image=config.getoption("kind_image", default=None),
+        kind_bin=config.getoption("kind_bin", default=None),
     )

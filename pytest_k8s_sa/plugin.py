@@ -6,6 +6,7 @@ The library does the work; this module decides which provider to use, keeps one 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -17,7 +18,6 @@ from typing import Any
 import pytest
 
 from . import options, resources
-from .binaries import DEFAULT_K8S_VERSION
 from .cluster import Cluster
 from .errors import K8sSAError
 from .fixtures import (  # noqa: F401 - fixtures are registered by being in this module
@@ -37,7 +37,8 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
     token_reviewer,
 )
 from .providers.base import Provider
-from .providers.local import LocalProvider, stop_shared
+from .providers.local import stop_shared
+from .providers.registry import build_provider
 
 LOG_TAIL_LINES = 40
 
@@ -89,47 +90,18 @@ def _shared_dir(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory)
 
 
 def make_provider(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Provider:
-    settings = config.stash[SETTINGS_KEY]
-    if settings.provider == "kubeconfig":
-        from .providers.kubeconfig import KubeconfigProvider
-
-        return KubeconfigProvider(Path(str(settings.kubeconfig)).expanduser())
-    if settings.provider == "kind":
-        from .providers.kind import KindProvider
-
-        image = config.getoption("kind_image", default=None)
-        if not image and settings.k8s_version:
-            image = f"kindest/node:v{settings.k8s_version.lstrip('v')}"
-        return KindProvider(
-            settings.kind_cluster_name,
-            kubeconfig=Path(settings.kubeconfig) if settings.kubeconfig else None,
-            image=image,
-            kind_bin=config.getoption("kind_bin", default=None),
-            keep=settings.keep_cluster,
-        )
+    """The provider of this run, from the registry; under xdist the local cluster is shared."""
     worker = _is_xdist_worker(config)
-    if settings.provider == "local-node":
-        from .providers.local_node import LocalNodeProvider
-
-        if worker:
-            raise pytest.UsageError(
-                "--k8s-provider local-node runs one node per machine and is not shared between "
-                "pytest-xdist workers: run without -n."
-            )
-        return LocalNodeProvider(
-            version=settings.k8s_version or DEFAULT_K8S_VERSION,
-            bin_dir=settings.bin_dir,
-            owner_pid=os.getpid(),
-            keep=settings.keep_cluster,
-        )
-    return LocalProvider(
-        _shared_dir(config, tmp_path_factory),
-        version=settings.k8s_version or DEFAULT_K8S_VERSION,
-        bin_dir=settings.bin_dir,
+    settings = dataclasses.replace(
+        config.stash[SETTINGS_KEY],
+        work_dir=str(_shared_dir(config, tmp_path_factory)),
         owner_pid=os.getppid() if worker else os.getpid(),
-        keep=settings.keep_cluster,
         shared=worker,
     )
+    try:
+        return build_provider(settings.provider, settings)
+    except K8sSAError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.fixture(scope="session")
@@ -153,7 +125,7 @@ def k8s_cluster(
         yield cluster
     finally:
         try:
-            if info.provider not in ("local", "local-node"):
+            if not info.capabilities.owns_cluster:
                 # Delete what this run created on a cluster that outlives it, then wait.
                 resources.delete_run_objects(cluster.api_client, cluster.run_id, wait=120.0)
         finally:

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 import kubernetes
@@ -27,6 +27,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .waiting import wait_until
+
+if TYPE_CHECKING:
+    from .types import LegacyToken
 
 SA_PREFIX = "system:serviceaccount:"
 CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
@@ -142,13 +145,38 @@ class TokenReviewResult:
         return None
 
 
+def raw_token(token: object) -> str:
+    """The raw JWT of ``token``: a ``str``, a :class:`Token` or a ``LegacyToken`` (its ``.token``).
+
+    Anything else is a :class:`TypeError` naming what was passed, here rather than as a validation
+    error from deep inside the client.
+    """
+    from .types import LegacyToken  # types builds on this module
+
+    if isinstance(token, LegacyToken):
+        token = token.token
+    if isinstance(token, Token):
+        return token.raw
+    if isinstance(token, str):
+        return token
+    raise TypeError(
+        f"expected a token (str, pytest_k8s_sa.tokens.Token or pytest_k8s_sa.types.LegacyToken), "
+        f"got {type(token).__name__}"
+    )
+
+
 def review_token(
-    api_client: kubernetes.client.ApiClient, token: str, audiences: list[str] | None = None
+    api_client: kubernetes.client.ApiClient,
+    token: str | Token | LegacyToken,
+    audiences: list[str] | None = None,
 ) -> TokenReviewResult:
-    """TokenReview of ``token`` for ``audiences`` (None: the API audiences), as ``api_client``'s user."""
+    """TokenReview of ``token`` for ``audiences`` (None: the API audiences), as ``api_client``'s user.
+
+    ``token``: the raw JWT, a :class:`Token` or a ``LegacyToken``; anything else is a ``TypeError``.
+    """
     body = kubernetes.client.V1TokenReview(
         spec=kubernetes.client.V1TokenReviewSpec(
-            token=token, audiences=list(audiences) if audiences else None
+            token=raw_token(token), audiences=list(audiences) if audiences else None
         )
     )
     status = kubernetes.client.AuthenticationV1Api(api_client).create_token_review(body).status

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_k8s_sa.cluster import Cluster
-from pytest_k8s_sa.deploy import Deployment, deploy_manifests, deploy_processes
-from pytest_k8s_sa.fixtures import Names
+from pytest_k8s_sa.deploy import Deployment, deploy_workloads
+from pytest_k8s_sa.types import Names
 
 from .scenarios import revoked  # noqa: F401 - session fixture shared by several check modules
 
@@ -21,13 +21,9 @@ from .scenarios import revoked  # noqa: F401 - session fixture shared by several
 def deployment(
     k8s_cluster: Cluster, k8s_names: Names, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
-    """The API service, secret store and data store, deployed once per run (per xdist worker)."""
-    if k8s_cluster.capabilities.runs_pods:
-        deployed = deploy_manifests(k8s_cluster, k8s_names, tmp_path_factory.mktemp("workloads"))
-        try:
-            yield deployed
-        finally:
-            deployed.teardown()
-        return
-    with deploy_processes(k8s_cluster, k8s_names, tmp_path_factory.mktemp("workloads")) as deployed:
+    """The API service, secret store and data store, deployed once per run (per xdist worker).
+
+    Real pods where the cluster's kubelet runs them, local processes otherwise (``deploy_workloads``).
+    """
+    with deploy_workloads(k8s_cluster, k8s_names, tmp_path_factory.mktemp("workloads")) as deployed:
         yield deployed

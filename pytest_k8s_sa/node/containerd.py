@@ -17,11 +17,14 @@ Settings that matter here:
 
 from __future__ import annotations
 
+import io
+import json
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..process import Process
-from .host import CNI_BIN_DIR, Runner
+from .host import CNI_BIN_DIR, NodeError, Runner
 from .images import PAUSE_IMAGE
 from .network import nsenter
 
@@ -147,8 +150,17 @@ disabled_plugins = [{disabled}]
             str(self.ctr_binary), "--address", str(self.socket), "--namespace", NAMESPACE, *args
         )
 
-    def import_image(self, archive: Path) -> None:
+    def import_image(self, archive: Path) -> list[str]:
+        """Import an OCI or docker-archive tarball; return the references the runtime now holds from it."""
+        wanted = {normalize_reference(name) for name in archive_image_names(archive)}
         self.ctr("images", "import", str(archive))
+        held = set(self.ctr("images", "list", "--quiet", timeout=30).split())
+        found = sorted(wanted & held)
+        if not found:
+            raise NodeError(
+                f"{archive}: imported, but none of its images ({', '.join(sorted(wanted))}) is listed"
+            )
+        return found
 
     def remove_all_containers(self) -> None:
         """Kill every task, delete tasks and containers (best effort; containerd must be up)."""
@@ -158,3 +170,51 @@ disabled_plugins = [{disabled}]
             self.ctr_ok("tasks", "delete", "--force", task)
         for container in self.ctr("containers", "list", "--quiet", timeout=30).split():
             self.ctr_ok("containers", "delete", container)
+
+
+def archive_image_names(archive: Path) -> list[str]:
+    """The image names an OCI (``index.json``) or docker-archive (``manifest.json``) tarball carries.
+
+    Raises :class:`NodeError` when ``archive`` is not such a tarball or names no image, before
+    anything is imported.
+    """
+    try:
+        with tarfile.open(archive) as tar:
+            members = {m.name.lstrip("./"): m for m in tar.getmembers()}
+            names: list[str] = []
+            if "manifest.json" in members:
+                manifest = json.load(tar.extractfile(members["manifest.json"]) or io.BytesIO(b"[]"))
+                names = [tag for entry in manifest for tag in entry.get("RepoTags") or []]
+            elif "index.json" in members:
+                index = json.load(tar.extractfile(members["index.json"]) or io.BytesIO(b"{}"))
+                for entry in index.get("manifests", []):
+                    annotations = entry.get("annotations") or {}
+                    name = annotations.get("io.containerd.image.name") or annotations.get(
+                        "org.opencontainers.image.ref.name"
+                    )
+                    if name:
+                        names.append(name)
+            else:
+                raise NodeError(
+                    f"{archive} is neither an OCI image archive (index.json) nor a docker archive "
+                    "(manifest.json): save the image with `docker save` or as an OCI archive"
+                )
+    except (OSError, tarfile.TarError, ValueError, AttributeError, TypeError) as exc:
+        raise NodeError(f"{archive} is not a readable image archive: {exc}") from None
+    if not names:
+        raise NodeError(
+            f"{archive} names no image (no RepoTags, no image name annotation): tag it before saving it"
+        )
+    return names
+
+
+def normalize_reference(name: str) -> str:
+    """``python:3.11`` -> ``docker.io/library/python:3.11``, as containerd names imported images."""
+    first, _, rest = name.partition("/")
+    if not rest:
+        name = f"docker.io/library/{name}"
+    elif "." not in first and ":" not in first and first != "localhost":
+        name = f"docker.io/{name}"
+    if "@" not in name and ":" not in name.rpartition("/")[2]:
+        name += ":latest"
+    return name

@@ -9,7 +9,7 @@
 * kube-proxy: ``iptables`` mode (still the default in 1.37), rules only inside the node's network
   namespace; conntrack sysctls left alone (``maxPerCore: 0`` and zero timeouts); node ports only on
   the node IP.
-* kube-scheduler: on the host next to the apiserver, leader election off.
+(kube-scheduler, a control-plane component, is in :mod:`pytest_k8s_sa.controlplane`.)
 """
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 from ..controlplane import LOOPBACK, write_kubeconfig
 from ..pki import CertificateAuthority
-from ..ports import free_port
 from ..process import Process
 from .network import CLUSTER_CIDR, DNS_SERVICE_IP, NODE_IP, nsenter
 
@@ -166,45 +163,6 @@ def kube_proxy_process(
         nsenter([str(binary), f"--config={path}", "--v=2"]),
         log_path,
         env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-        owner_pid=owner_pid,
-        die_with_parent=die_with_parent,
-    )
-
-
-def scheduler_process(
-    binary: Path,
-    kubeconfig: Path,
-    serving: tuple[Path, Path, Path],
-    log_path: Path,
-    *,
-    owner_pid: int | None,
-    die_with_parent: bool,
-) -> Process:
-    """``serving``: CA, certificate and key (the apiserver's loopback serving pair serves here too)."""
-    port = free_port()
-    ca, cert, key = serving
-
-    def healthy() -> bool:
-        return (
-            requests.get(f"https://{LOOPBACK}:{port}/healthz", verify=str(ca), timeout=1).status_code == 200
-        )
-
-    argv = [
-        str(binary),
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--leader-elect=false",
-        f"--bind-address={LOOPBACK}",
-        f"--secure-port={port}",
-        f"--tls-cert-file={cert}",
-        f"--tls-private-key-file={key}",
-    ]
-    return Process(
-        "kube-scheduler",
-        argv,
-        log_path,
-        health=healthy,
         owner_pid=owner_pid,
         die_with_parent=die_with_parent,
     )

@@ -241,6 +241,12 @@ class LocalNode:
 
         kubelet.wait_for(ready, timeout, what=f"registered with node {NODE_NAME} Ready")
 
+    def load_image_archive(self, path: Path) -> list[str]:
+        """Import an image archive into the running node's containerd; the references it holds."""
+        if "containerd" not in self._processes:
+            raise NodeError("the local node is not running: start it before loading images")
+        return self.containerd.import_image(path)
+
     def restart_kubelet(self, timeout: float = 60.0) -> None:
         """Stop and start the kubelet: its token cache is empty afterwards, so every projected
         service-account token is requested again and its file replaced in the running pods."""

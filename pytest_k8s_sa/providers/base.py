@@ -24,6 +24,29 @@ class Capabilities:
     """Pods are scheduled and run by a real kubelet (kind, real clusters)."""
     controller_manager: bool = True
     """Legacy token Secrets get filled and namespaces get deleted."""
+    default_workload_image: str | None = None
+    """The image the reference workloads run in here, when the provider has its own (local-node builds
+    one); None: the deploy layer's default (``python:3.11-slim``)."""
+    owns_cluster: bool = False
+    """The run created this cluster and removes it whole at the end; False: the cluster outlives the
+    run, so the run deletes the objects it made (by their run label)."""
+
+
+@runtime_checkable
+class NodeControl(Protocol):
+    """Optional: what a provider that runs its own node can do to it (local-node does)."""
+
+    def restart_kubelet(self) -> None:
+        """Stop and start the kubelet; its token cache is empty afterwards, so projected tokens are
+        requested again and their files replaced in running pods."""
+
+    def load_image_archive(self, path: Path) -> list[str]:
+        """Import an OCI or docker-archive tarball into the node's container runtime.
+
+        Returns the image references the node holds from it (usable with ``imagePullPolicy:
+        IfNotPresent`` or ``Never``). Raises :class:`~pytest_k8s_sa.errors.K8sSAError` on a file that
+        is not such an archive.
+        """
 
 
 @dataclass
@@ -37,6 +60,8 @@ class ClusterInfo:
     api_audiences: list[str] | None = None
     signing_key: Path | None = None
     log_paths: dict[str, Path] = field(default_factory=dict)
+    node_control: NodeControl | None = None
+    """Set by providers that control their node (restart the kubelet, load images)."""
 
     def api_client(self) -> kubernetes.client.ApiClient:
         return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))

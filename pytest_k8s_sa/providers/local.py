@@ -26,7 +26,7 @@ STATE_DIR = "k8s-sa-local"
 
 
 def _capabilities() -> Capabilities:
-    return Capabilities(holds_signing_key=True, runs_pods=False, controller_manager=True)
+    return Capabilities(holds_signing_key=True, runs_pods=False, controller_manager=True, owns_cluster=True)
 
 
 class LocalProvider:

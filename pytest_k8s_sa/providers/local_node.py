@@ -18,26 +18,24 @@ import time
 from pathlib import Path
 
 from ..binaries import DEFAULT_K8S_VERSION, find_binaries, node_binaries
-from ..controlplane import ControlPlane
+from ..controlplane import ControlPlane, Scheduler
 from ..errors import K8sSAError
 from ..node.host import NodeError, missing_prerequisites
-from ..node.kubelet import NodeCertificates, scheduler_process
+from ..node.images import PYTHON_IMAGE
+from ..node.kubelet import NodeCertificates
 from ..node.network import CLUSTER_CIDR, HOST_IP, SERVICE_RANGE
 from ..node.node import LocalNode, remove_tree, state_dir, sweep
 from ..pki import CertificateAuthority
 from ..process import Process
 from .base import Capabilities, ClusterInfo
 
-_ACTIVE: list[LocalNodeProvider] = []
-
-
-def active() -> LocalNodeProvider | None:
-    """The local-node provider running in this process, if any (for on-demand kubelet actions)."""
-    return _ACTIVE[-1] if _ACTIVE else None
-
 
 class LocalNodeProvider:
-    """Start the control plane and one node; :meth:`destroy` removes every trace of both."""
+    """Start the control plane and one node; :meth:`destroy` removes every trace of both.
+
+    Also the cluster's :class:`~pytest_k8s_sa.providers.base.NodeControl` (``ClusterInfo.node_control``):
+    restart the kubelet, load image archives into the node.
+    """
 
     name = "local-node"
 
@@ -69,7 +67,6 @@ class LocalNodeProvider:
         self.timings["binaries_seconds"] = round(time.monotonic() - started, 2)
         node = LocalNode(self.workdir / "node", node_bins, owner_pid=self.owner_pid)
         self.node = node
-        _ACTIVE.append(self)
         try:
             # Images first: the python image may need the Debian mirror, long before the node exists.
             node.image_archives()
@@ -89,14 +86,12 @@ class LocalNodeProvider:
             self.control_plane = cp
             cp.start()
             self.timings["control_plane_seconds"] = round(time.monotonic() - started, 2)
-            self.scheduler = scheduler_process(
+            self.scheduler = Scheduler(
                 node_bins["kube-scheduler"],
                 self._component_kubeconfig(cp, "scheduler", certs.scheduler),
-                (cp.certs.ca, cp.certs.serving_cert, cp.certs.serving_key),
+                cp.certs,
                 cp.workdir / "logs" / "kube-scheduler.log",
-                owner_pid=self.owner_pid,
-                die_with_parent=True,
-            )
+            ).process(owner_pid=self.owner_pid, die_with_parent=True)
             self.scheduler.start(timeout=60)
             api_client = ClusterInfo(self.name, cp.kubeconfig, _capabilities()).api_client()
             try:
@@ -116,6 +111,7 @@ class LocalNodeProvider:
             api_audiences=cp.api_audiences,
             signing_key=cp.certs.sa_signing_key,
             log_paths={**cp.log_paths, "kube-scheduler": self.scheduler.log_path, **node.log_paths},
+            node_control=self,
         )
 
     @staticmethod
@@ -146,6 +142,12 @@ class LocalNodeProvider:
             raise NodeError("the local node is not running")
         self.node.restart_kubelet()
 
+    def load_image_archive(self, path: Path) -> list[str]:
+        """Import an OCI or docker-archive tarball into the node's containerd (``ctr images import``)."""
+        if self.node is None:
+            raise NodeError("the local node is not running")
+        return self.node.load_image_archive(Path(path))
+
     def export_logs(self, destination: Path) -> list[Path]:
         destination.mkdir(parents=True, exist_ok=True)
         written = []
@@ -174,8 +176,6 @@ class LocalNodeProvider:
             except Exception as exc:
                 errors.append(f"network: {exc}")
             self.node = None
-        if self in _ACTIVE:
-            _ACTIVE.remove(self)
         if not self.keep and not errors:
             try:
                 remove_tree(self.workdir)
@@ -186,7 +186,13 @@ class LocalNodeProvider:
 
 
 def _capabilities() -> Capabilities:
-    return Capabilities(holds_signing_key=True, runs_pods=True, controller_manager=True)
+    return Capabilities(
+        holds_signing_key=True,
+        runs_pods=True,
+        controller_manager=True,
+        default_workload_image=PYTHON_IMAGE,
+        owns_cluster=True,
+    )
 
 
-__all__ = ["LocalNodeProvider", "active", "sweep"]
+__all__ = ["LocalNodeProvider", "sweep"]

@@ -9,8 +9,8 @@ import pytest
 from pytest_k8s_sa import resources
 from pytest_k8s_sa.cluster import Cluster
 from pytest_k8s_sa.deploy import Deployment, deploy_processes
-from pytest_k8s_sa.fixtures import Names, ServiceAccountRef
 from pytest_k8s_sa.tokens import Token, request_token
+from pytest_k8s_sa.types import Names, ServiceAccountRef
 
 AUDIENCE = "secret-store"
 

@@ -1,0 +1,289 @@
+"""Deploy the reference workloads from ``fixtures/manifests`` (clusters whose kubelet runs pods).
+
+The templated manifests are applied and the real kubelet projects and rotates the tokens
+(fidelity ``real``). The image comes from the cluster's capabilities (a provider that builds its
+own, like local-node, says which), ``$K8S_SA_WORKLOAD_IMAGE`` overrides it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import string
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import requests
+import yaml
+from kubernetes.client import ApiException
+
+from .. import resources
+from ..cluster import Cluster
+from ..tokens import BoundObject, Token
+from ..waiting import WaitTimeout, wait_until
+from .model import API_TOKEN_REFRESH_SECONDS, AUDIENCE, Deployment, Workload
+from .pods import DeployError, PortForward, file_reader, log_reader, wait_for_rollout
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+MANIFESTS_DIR = PACKAGE_DIR.parent / "fixtures" / "manifests"
+"""The templated manifests (``$K8S_SA_MANIFESTS`` overrides the folder)."""
+WORKLOADS_DIR = PACKAGE_DIR / "workloads"
+SECRET_STORE_MANIFEST = "30-secret-store.yaml"  # noqa: S105 - a file name
+DEFAULT_IMAGE = "python:3.11-slim"
+"""The workloads' image where the provider names none (kind, real clusters); ``$K8S_SA_WORKLOAD_IMAGE``
+overrides it, and providers that build their own image say so in ``Capabilities.default_workload_image``."""
+_TOKEN_PATHS = {
+    "api": "/var/run/secrets/tokens/api-token",
+    "data-store": "/var/run/secrets/tokens/data-store-token",
+    "secret-store": "/var/run/secrets/kubernetes.io/serviceaccount/token",
+}
+_PORTS = {"api": 8080, "secret-store": 8081, "data-store": 8082}
+
+
+def manifests_dir() -> Path:
+    """The folder of templated manifests in use (``$K8S_SA_MANIFESTS`` or the packaged one)."""
+    return Path(os.environ.get("K8S_SA_MANIFESTS") or MANIFESTS_DIR)
+
+
+def render_manifest(path: Path, values: dict[str, str]) -> list[dict[str, Any]]:
+    """The documents of one manifest file, ``${NAME}`` placeholders filled from ``values``."""
+    try:
+        text = string.Template(path.read_text()).substitute(values)
+    except KeyError as exc:
+        raise DeployError(f"{path}: no value for the placeholder ${{{exc.args[0]}}}") from None
+    docs = [doc for doc in yaml.safe_load_all(text) if doc]
+    workload_files = {p.name: p.read_text() for p in sorted(WORKLOADS_DIR.glob("*.py"))}
+    for doc in docs:
+        if doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == "k8s-sa-workloads":
+            doc["data"] = dict(workload_files)
+    return docs
+
+
+def render_manifests(directory: Path, values: dict[str, str]) -> list[dict[str, Any]]:
+    """Every document of ``directory/*.yaml`` (sorted), ``${NAME}`` placeholders filled from ``values``."""
+    docs: list[dict[str, Any]] = []
+    for path in sorted(directory.glob("*.yaml")):
+        docs.extend(render_manifest(path, values))
+    return docs
+
+
+def workload_image(cluster: Cluster, image: str | None = None) -> str:
+    """``image``, else ``$K8S_SA_WORKLOAD_IMAGE``, else the provider's image, else :data:`DEFAULT_IMAGE`."""
+    return (
+        image
+        or os.environ.get("K8S_SA_WORKLOAD_IMAGE")
+        or cluster.capabilities.default_workload_image
+        or DEFAULT_IMAGE
+    )
+
+
+def _run_cleanups(cleanups: list[Callable[[], Any]]) -> None:
+    while cleanups:
+        with contextlib.suppress(Exception):
+            cleanups.pop()()
+
+
+@contextlib.contextmanager
+def deploy_manifests(
+    cluster: Cluster,
+    names: Callable[[str], str],
+    workdir: Path,
+    *,
+    image: str | None = None,
+    manifests_dir: Path | None = None,
+    audience: str = AUDIENCE,
+    timeout: float = 180.0,
+) -> Iterator[Deployment]:
+    """Apply the manifests on a cluster whose kubelet runs pods; delete what was created on exit.
+
+    Waits for the rollout, opens a port-forward per workload on loopback and waits for the first
+    authenticated call (API service -> secret store, 200). Fidelity ``real``: the kubelet projects
+    and rotates the tokens. ``workdir`` is unused here (the same signature as ``deploy_processes``).
+    """
+    cleanups: list[Callable[[], Any]] = []
+    try:
+        yield _apply(cluster, names, cleanups, image, manifests_dir, audience, timeout)
+    finally:
+        _run_cleanups(cleanups)
+
+
+def _apply(
+    cluster: Cluster,
+    names: Callable[[str], str],
+    cleanups: list[Callable[[], Any]],
+    image: str | None,
+    folder: Path | None,
+    audience: str,
+    timeout: float,
+) -> Deployment:
+    api_client = cluster.api_client
+    stream_client = cluster.info.api_client()  # kubernetes.stream patches its client: a private one
+    cleanups.append(stream_client.close)
+    values = {
+        "RUN_ID": cluster.run_id,
+        "API_NAMESPACE": names("api"),
+        "SECRET_STORE_NAMESPACE": names("secret-store"),
+        "DATA_STORE_NAMESPACE": names("data-store"),
+        "AUTH_DELEGATOR_BINDING": names("k8s-sa-secret-store-auth-delegator"),
+        "IMAGE": workload_image(cluster, image),
+        "AUDIENCE": audience,
+        "TOKEN_REFRESH_SECONDS": f"{API_TOKEN_REFRESH_SECONDS:g}",
+    }
+    docs = render_manifests(folder or manifests_dir(), values)
+    for doc in docs:
+        if doc["kind"] == "Namespace":
+            cleanups.append(
+                functools.partial(resources.delete_namespace, api_client, doc["metadata"]["name"])
+            )
+        elif doc["kind"] == "ClusterRoleBinding":
+            cleanups.append(
+                functools.partial(resources.delete_cluster_role_binding, api_client, doc["metadata"]["name"])
+            )
+    namespaces = {
+        "api": values["API_NAMESPACE"],
+        "secret-store": values["SECRET_STORE_NAMESPACE"],
+        "data-store": values["DATA_STORE_NAMESPACE"],
+    }
+    started = time.monotonic()
+    for doc in docs:
+        kubernetes.utils.create_from_dict(api_client, doc)
+    pods = wait_for_rollout(api_client, [(namespaces[app], app) for app in _PORTS], timeout)
+    rolled_out = time.monotonic() - started
+    workloads: dict[str, Workload] = {}
+    for app, port in _PORTS.items():
+        pod = pods[app]
+        forward = PortForward(stream_client, namespaces[app], pod.metadata.name, port)
+        cleanups.append(forward.close)
+        workloads[app] = Workload(
+            app,
+            namespaces[app],
+            pod.spec.service_account_name,
+            forward.url,
+            BoundObject("Pod", pod.metadata.name, pod.metadata.uid),
+            read_token=file_reader(stream_client, namespaces[app], pod.metadata.name, _TOKEN_PATHS[app]),
+            read_logs=log_reader(api_client, namespaces[app], pod.metadata.name),
+        )
+    deployment = Deployment(
+        api=workloads["api"],
+        secret_store=workloads["secret-store"],
+        data_store=workloads["data-store"],
+        fidelity="real",
+        audience=audience,
+    )
+    first_ok = _first_authenticated_call(deployment, timeout=60.0)
+    deployment.timings = {
+        "rollout_seconds": round(rolled_out, 2),
+        "apply_to_first_authenticated_call_seconds": round(time.monotonic() - started, 2)
+        if first_ok
+        else -1.0,
+    }
+    node_control = cluster.node_control
+    if node_control is not None:
+        deployment.rotate_on_demand = _kubelet_restart_rotation(deployment, node_control.restart_kubelet)
+        deployment.rotation_trigger = "real kubelet, restarted (empty token cache)"
+    return deployment
+
+
+def start_secret_store_pod(
+    cluster: Cluster,
+    *,
+    namespace: str,
+    service_account: str,
+    allowed: str,
+    audience: str = AUDIENCE,
+    image: str | None = None,
+) -> tuple[Workload, Callable[[], None]]:
+    """One more secret store as a real pod in ``namespace``, rendered from ``30-secret-store.yaml``.
+
+    ``namespace`` must hold the workload code (the ``k8s-sa-workloads`` ConfigMap), as the deployed
+    secret store's namespace does. Returns the workload and a function that deletes the pod.
+    """
+    api_client = cluster.api_client
+    name = f"secret-store-{service_account}"[:63].rstrip("-")
+    values = {
+        "SECRET_STORE_NAMESPACE": namespace,
+        "API_NAMESPACE": namespace,  # replaced by ``allowed`` below
+        "IMAGE": workload_image(cluster, image),
+        "AUDIENCE": audience,
+    }
+    docs = render_manifest(manifests_dir() / SECRET_STORE_MANIFEST, values)
+    template = next(doc for doc in docs if doc["kind"] == "Deployment")["spec"]["template"]
+    spec = template["spec"]
+    spec["serviceAccountName"] = service_account
+    for container in spec["containers"]:
+        for variable in container.get("env", []):
+            if variable["name"] == "ALLOWED_SERVICE_ACCOUNTS":
+                variable["value"] = allowed
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": spec,
+    }
+    stream_client = cluster.info.api_client()
+    cleanups: list[Callable[[], Any]] = [stream_client.close]
+
+    def stop() -> None:
+        _run_cleanups(cleanups)
+
+    try:
+        kubernetes.utils.create_from_dict(api_client, doc)
+        cleanups.append(lambda: resources.delete_pod(api_client, namespace, name))
+        pod = wait_for_rollout(api_client, [(namespace, name)], timeout=120)[name]
+        port = int(spec["containers"][0]["ports"][0]["containerPort"])
+        forward = PortForward(stream_client, namespace, name, port)
+        cleanups.append(forward.close)
+    except BaseException:
+        stop()
+        raise
+    workload = Workload(
+        name,
+        namespace,
+        service_account,
+        forward.url,
+        BoundObject("Pod", name, pod.metadata.uid),
+        read_token=file_reader(stream_client, namespace, name, _TOKEN_PATHS["secret-store"]),
+        read_logs=log_reader(api_client, namespace, name),
+    )
+    return workload, stop
+
+
+def _first_authenticated_call(deployment: Deployment, timeout: float) -> bool:
+    def granted() -> bool:
+        return deployment.api.get("/", timeout=5).status_code == 200
+
+    try:
+        wait_until(granted, timeout, "first authenticated call", ignore=(requests.RequestException,))
+    except WaitTimeout:
+        return False
+    return True
+
+
+def _kubelet_restart_rotation(
+    deployment: Deployment, restart_kubelet: Callable[[], None]
+) -> Callable[[], Token]:
+    def rotate() -> Token:
+        old = deployment.api.current_token()
+        restart_kubelet()
+        found: dict[str, Token] = {}
+
+        def replaced() -> bool:
+            token = deployment.api.current_token()
+            if token.jti != old.jti:
+                found["token"] = token
+            return bool(found)
+
+        wait_until(
+            replaced,
+            120,
+            "the restarted kubelet did not replace the API token file",
+            max_interval=1.0,
+            ignore=(ApiException,),  # exec fails while the kubelet is starting again
+        )
+        return found["token"]
+
+    return rotate
