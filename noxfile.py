@@ -78,6 +78,7 @@ def bench(session: nox.Session) -> None:
     _install(session)
     session.run("python", "benchmarks/run.py")
     session.run("python", "benchmarks/load.py")
+    session.run("python", "benchmarks/hostile_connections.py")
     session.run("python", "benchmarks/flakes.py")
     if os.geteuid() == 0 and sys.platform == "linux":
         session.run("python", "benchmarks/node.py")

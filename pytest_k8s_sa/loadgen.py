@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from .cluster import Cluster
 from .deploy import Workload, start_secret_store_process
+from .hostile import rss_bytes
 from .process import Process
 from .projector import TokenProjector
 from .tokens import BoundObject
@@ -102,14 +103,6 @@ def store_stats(url: str) -> dict[str, int]:
     answer.raise_for_status()
     stats: dict[str, int] = answer.json()
     return stats
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident set size of ``pid`` from ``/proc/<pid>/status`` (VmRSS, in bytes)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
 
 
 @dataclass
