@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--kind-image", default=None, help="kind: the kindest/node image")
     up.add_argument("--kind-bin", default=None, help="kind: the kind binary (else on PATH)")
     up.add_argument("--cluster-name", default="pytest-k8s-sa", help="kind: the cluster's name")
+    _kind_parsers(sub)
     return parser
 
 
@@ -75,6 +76,48 @@ def _alive(api_client: kubernetes.client.ApiClient) -> bool:
     except Exception:
         return False
     return True
+
+
+def _kind_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``docker up|down``, ``kind-image`` and ``kind-bin``: kind on machines without a registry."""
+    docker = sub.add_parser(
+        "docker", help="start (as root, with Debian's dockerd) or stop the project's Docker engine"
+    )
+    docker.add_argument("action", choices=("up", "down", "status"))
+    image = sub.add_parser(
+        "kind-image", help="build the kind node image kindest/node:v<version> from local components"
+    )
+    image.add_argument("--k8s-version", default=DEFAULT_K8S_VERSION, help=f"default {DEFAULT_K8S_VERSION}")
+    image.add_argument("--tag", default=None, help="image name (default kindest/node:v<version>)")
+    image.add_argument(
+        "--force", action="store_true", help="rebuild even if an image with the same inputs exists"
+    )
+    sub.add_parser("kind-bin", help="build the kind binary from its Go module and print its path")
+
+
+def _kind_command(args: argparse.Namespace) -> int:
+    if args.command == "docker":
+        from .kind import docker
+
+        if args.action == "up":
+            started = docker.up()
+            print("started" if started else "a Docker engine already answers; nothing started")
+        elif args.action == "down":
+            print("stopped" if docker.down() else "no Docker engine of this project runs")
+        else:
+            pid = docker.ours_running()
+            answers = docker.engine_answers()
+            print(f"engine answers: {answers}; project's dockerd: {pid or 'not running'}")
+        return 0
+    if args.command == "kind-image":
+        from .kind.nodeimage import build_node_image
+
+        print(build_node_image(args.k8s_version, tag=args.tag, force=args.force))
+        return 0
+    from .kind.tool import build_kind
+
+    print(build_kind())
+    return 0
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -128,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             build_binaries(args.k8s_version, force=args.force)
             return 0
+        if args.command in ("docker", "kind-image", "kind-bin"):
+            return _kind_command(args)
         return _up(args)
     except K8sSAError as exc:
         print(f"k8s-sa: error: {exc}", file=sys.stderr)

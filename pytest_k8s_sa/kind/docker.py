@@ -333,7 +333,9 @@ def _remove_kind_nodes() -> None:
         check=False,
     )
     if listed.stdout.split():
-        subprocess.run([docker, "rm", "--force", "--volumes", *listed.stdout.split()], capture_output=True, check=False)
+        subprocess.run(
+            [docker, "rm", "--force", "--volumes", *listed.stdout.split()], capture_output=True, check=False
+        )
 
 
 def down(grace: float = 30.0) -> bool:

@@ -1,18 +1,42 @@
-"""A kind cluster through pytest-kind (``pytest-kind-ng``), for workstations with Docker.
+"""A kind cluster through pytest-kind (``pytest-kind-ng``), on a workstation's Docker or without a registry.
 
-The ``kind`` binary on PATH is preferred; pytest-kind would otherwise try to download one, which
-fails on machines without internet access, so a missing ``kind`` is reported up front.
+What :meth:`KindProvider.create` does before it hands over to pytest-kind's ``KindCluster.create``:
+
+1. a Docker engine: the user's when it answers; otherwise (root, Debian's ``docker.io``
+   installed) the project's dockerd (:mod:`pytest_k8s_sa.kind.docker`), stopped at the end;
+2. ``kind``: ``--kind-bin``, else on PATH, else built from its Go module (pytest-kind would try to
+   download a release, which fails on machines without internet access);
+3. the node image: ``kindest/node:v<version>`` unless ``--kind-image`` names another. When the
+   default image is not in the engine it is built here (:mod:`pytest_k8s_sa.kind.nodeimage`);
+4. the project's cluster configuration (pod and service subnets, :mod:`pytest_k8s_sa.kind.config`),
+   passed as ``create(config_file=...)``;
+5. a cluster of the same name left by a killed run is deleted first, unless ``--keep-cluster``
+   asks to reuse it.
+
+Once up, the node's service-account signing key (``/etc/kubernetes/pki/sa.key``, the standard
+kubeadm layout) is copied out so tokens can be minted, and the kubelet can be restarted through
+``docker exec <node> systemctl restart kubelet``.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
-from ..errors import ClusterUnreachableError
+import yaml
+
+from ..binaries import DEFAULT_K8S_VERSION
+from ..errors import ClusterUnreachableError, K8sSAError
 from .base import Capabilities, ClusterInfo
 from .kubeconfig import probe
+
+
+def _say(message: str) -> None:
+    print(f"[k8s-sa] {message}", file=sys.stderr, flush=True)
 
 
 class KindProvider:
@@ -26,40 +50,143 @@ class KindProvider:
         image: str | None = None,
         kind_bin: str | None = None,
         keep: bool = False,
+        version: str | None = None,
+        config_file: Path | None = None,
+        pod_subnet: str | None = None,
+        service_subnet: str | None = None,
+        owner_pid: int | None = None,
     ) -> None:
         self.cluster_name = cluster_name
         self.kubeconfig = kubeconfig
+        self.version = version or DEFAULT_K8S_VERSION
         self.image = image
-        self.kind_bin = kind_bin or shutil.which("kind")
+        self.kind_bin = kind_bin
         self.keep = keep
+        self.config_file = config_file
+        self.pod_subnet = pod_subnet
+        self.service_subnet = service_subnet
+        self.owner_pid = owner_pid or os.getpid()
         self._cluster: object | None = None
+        self._owns_engine = False
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"k8s-sa-kind-{cluster_name}-"))
+
+    @property
+    def node_container(self) -> str:
+        return f"{self.cluster_name}-control-plane"
 
     def create(self) -> ClusterInfo:
-        if not self.kind_bin:
-            raise ClusterUnreachableError(
-                "--kind-cluster needs the `kind` binary: put it on PATH or pass --kind-bin PATH "
-                "(and a running Docker or Podman engine). On machines without either, use the default "
-                "local provider or --kubeconfig."
+        from ..kind import config, docker, nodeimage, tool
+
+        try:
+            self._owns_engine = docker.ensure(self.owner_pid, progress=_say)
+            kind_bin = tool.find_kind(self.kind_bin, progress=_say)
+            self.kind_bin = str(kind_bin)
+            image = self.image or nodeimage.default_image(self.version)
+            if image == nodeimage.default_image(self.version):
+                # Built here when missing; on a workstation with the image pulled, only inspected.
+                if not nodeimage.image_present(image):
+                    _say(f"{image} is not in the Docker engine; building it from local components")
+                    nodeimage.build_node_image(self.version, progress=_say)
+            elif not nodeimage.image_present(image):
+                raise ClusterUnreachableError(
+                    f"the kind node image {image} is not in the Docker engine: `docker pull` it, or drop "
+                    f"--kind-image to use {nodeimage.default_image(self.version)} (built locally if needed)."
+                )
+            config_file = self.config_file or config.write_cluster_config(
+                self._workdir / "kind-config.yaml",
+                self.pod_subnet or config.POD_SUBNET,
+                self.service_subnet or config.SERVICE_SUBNET,
             )
+            self._delete_leftover()
+        except K8sSAError:
+            self._stop_engine()
+            raise
         from pytest_kind import KindCluster
 
-        cluster = KindCluster(
-            self.cluster_name, self.kubeconfig, image=self.image, kind_path=Path(self.kind_bin)
-        )
-        try:
-            cluster.create()
-        except (subprocess.CalledProcessError, OSError) as exc:
-            raise ClusterUnreachableError(
-                f"kind could not create cluster {self.cluster_name!r}: {exc}"
-            ) from None
+        cluster = KindCluster(self.cluster_name, self.kubeconfig, image=image, kind_path=kind_bin)
         self._cluster = cluster
+        try:
+            cluster.create(config_file=config_file)
+        except (subprocess.CalledProcessError, OSError) as exc:
+            self.destroy()
+            raise ClusterUnreachableError(
+                f"kind could not create cluster {self.cluster_name!r}: {exc} "
+                "(run with -s to see kind's output)"
+            ) from None
         kubeconfig = Path(cluster.kubeconfig_path)
         _version, issuer = probe(kubeconfig)
+        signing_key = self._copy_signing_key()
         return ClusterInfo(
             provider=self.name,
             kubeconfig=kubeconfig,
             issuer=issuer,
-            capabilities=Capabilities(holds_signing_key=False, runs_pods=True),
+            api_audiences=self._api_audiences(issuer),
+            signing_key=signing_key,
+            capabilities=Capabilities(holds_signing_key=signing_key is not None, runs_pods=True),
+        )
+
+    # --- the node ------------------------------------------------------------------------------
+
+    def _docker(self, *args: str, check: bool = True, timeout: float = 120.0) -> str:
+        docker = shutil.which("docker") or "docker"
+        proc = subprocess.run([docker, *args], capture_output=True, text=True, check=False, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise ClusterUnreachableError(f"`docker {' '.join(args)}` failed: {proc.stderr.strip()[-1000:]}")
+        return proc.stdout
+
+    def _copy_signing_key(self) -> Path | None:
+        """The node's service-account signing key, copied out (mode 0600) so tokens can be minted."""
+        target = self._workdir / "sa.key"
+        try:
+            self._docker("cp", f"{self.node_container}:/etc/kubernetes/pki/sa.key", str(target))
+        except ClusterUnreachableError as exc:
+            _say(f"no signing key from the node ({exc}); minted-token checks will skip")
+            return None
+        target.chmod(0o600)
+        return target
+
+    def _api_audiences(self, issuer: str | None) -> list[str] | None:
+        """``--api-audiences`` of the node's kube-apiserver; kubeadm leaves it unset (= the issuer)."""
+        manifest = self._docker(
+            "exec", self.node_container, "cat", "/etc/kubernetes/manifests/kube-apiserver.yaml", check=False
+        )
+        try:
+            pod = yaml.safe_load(manifest) or {}
+            command = pod["spec"]["containers"][0]["command"]
+        except (yaml.YAMLError, KeyError, IndexError, TypeError):
+            command = []
+        for arg in command:
+            if str(arg).startswith("--api-audiences="):
+                return str(arg).split("=", 1)[1].split(",")
+        return [issuer] if issuer else None
+
+    def restart_kubelet(self) -> None:
+        """``systemctl restart kubelet`` in the node: the kubelet writes every projected token again."""
+        self._docker("exec", self.node_container, "systemctl", "restart", "kubelet")
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def _clusters(self) -> list[str]:
+        if not self.kind_bin:
+            return []
+        proc = subprocess.run(
+            [self.kind_bin, "get", "clusters"], capture_output=True, text=True, check=False, timeout=60
+        )
+        return proc.stdout.split()
+
+    def _delete_leftover(self) -> None:
+        if self.cluster_name not in self._clusters():
+            return
+        if self.keep:
+            _say(f"reusing the existing kind cluster {self.cluster_name!r} (--keep-cluster)")
+            return
+        _say(f"deleting the kind cluster {self.cluster_name!r} an earlier run left behind")
+        assert self.kind_bin is not None
+        subprocess.run(
+            [self.kind_bin, "delete", "cluster", f"--name={self.cluster_name}"],
+            capture_output=True,
+            check=False,
+            timeout=300,
         )
 
     def export_logs(self, destination: Path) -> list[Path]:
@@ -73,7 +200,19 @@ class KindProvider:
         )
         return sorted(p for p in destination.rglob("*") if p.is_file())
 
+    def _stop_engine(self) -> None:
+        if self._owns_engine:
+            from ..kind import docker
+
+            docker.down()
+            self._owns_engine = False
+
     def destroy(self) -> None:
-        if self._cluster is not None and not self.keep:
-            self._cluster.delete()  # type: ignore[attr-defined]
-        self._cluster = None
+        try:
+            if self._cluster is not None and not self.keep:
+                self._cluster.delete()  # type: ignore[attr-defined]
+            self._cluster = None
+        finally:
+            if not self.keep:
+                self._stop_engine()
+            shutil.rmtree(self._workdir, ignore_errors=True)

@@ -67,6 +67,8 @@ def _kind(settings: Settings) -> Provider:
         image=image,
         kind_bin=settings.kind_bin,
         keep=settings.keep_cluster,
+        version=settings.k8s_version,
+        owner_pid=settings.owner_pid,
     )
 
 
