@@ -451,7 +451,18 @@ def _assemble(
     step = time.monotonic()
     progress("assembling the node: project files and binaries, then every image into its containerd ...")
     _run(
-        [docker, "create", "--privileged", "--name", container, "--entrypoint", "/usr/bin/containerd", base],
+        [
+            docker,
+            "create",
+            "--privileged",
+            "--name",
+            container,
+            # systemd stops on SIGRTMIN+3; `docker commit` keeps the container's stop signal.
+            "--stop-signal=SIGRTMIN+3",
+            "--entrypoint",
+            "/usr/bin/containerd",
+            base,
+        ],
         "docker create of the build container",
     )
     try:
@@ -505,8 +516,6 @@ def _assemble(
                 "CMD []",
                 "--change",
                 "ENV container=docker",
-                "--change",
-                "STOPSIGNAL SIGRTMIN+3",
                 "--change",
                 f"LABEL {IMAGE_KEY_LABEL}={key}",
                 container,

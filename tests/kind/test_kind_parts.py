@@ -103,7 +103,7 @@ def _bounding_set_lacks() -> set[str]:
         if line.startswith("CapBnd:"):
             bounding = int(line.split()[1], 16)
     source = (docker.FILES / "bin" / "k8s-sa-runc").read_text()
-    names = source.split('NAMES = (\n')[1].split(').split()')[0]
+    names = source.split("NAMES = (\n")[1].split(").split()")[0]
     all_names = "".join(part.strip().strip('"') for part in names.splitlines()).split()
     return {f"CAP_{n}" for bit, n in enumerate(all_names) if not bounding & (1 << bit)}
 
@@ -135,7 +135,8 @@ def test_cni_manifest_carries_kind_template_marker_and_subnet():
     assert "would you kindly template this file" in text  # kind templates only manifests with it
     assert "{{ .PodSubnet }}" in text
     doc = yaml.safe_load(text.replace("@TOOLS_IMAGE@", "img").replace("{{ .PodSubnet }}", "100.98.0.0/16"))
-    assert doc["kind"] == "DaemonSet" and doc["spec"]["template"]["spec"]["hostNetwork"] is True
+    assert doc["kind"] == "DaemonSet"
+    assert doc["spec"]["template"]["spec"]["hostNetwork"] is True
 
 
 def test_overlay_holds_what_kind_reads(tmp_path):
@@ -148,7 +149,10 @@ def test_overlay_holds_what_kind_reads(tmp_path):
     assert (staging / "kind/version").read_text().strip() == "v1.37.2"
     for path in ("usr/bin/kubeadm", "usr/bin/kubelet", "usr/bin/kubectl", "kind/manifests/default-cni.yaml"):
         assert (staging / path).is_file(), path
-    assert 'sandbox_image = "registry.k8s.io/pause:3.10.2"' in (staging / "etc/containerd/config.toml").read_text()
+    assert (
+        'sandbox_image = "registry.k8s.io/pause:3.10.2"'
+        in (staging / "etc/containerd/config.toml").read_text()
+    )
     assert "@TOOLS_IMAGE@" not in (staging / "kind/manifests/default-cni.yaml").read_text()
     link = staging / "etc/systemd/system/multi-user.target.wants/kubelet.service"
     assert os.readlink(link) == "/etc/systemd/system/kubelet.service"
