@@ -61,6 +61,26 @@ def conformance_node(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def conformance_kind(session: nox.Session) -> None:
+    """The conformance suite (fast profile) on a kind cluster that pytest-kind creates (--kind-cluster).
+
+    Needs Docker: a running engine, or (root, Linux) Debian's `docker.io` and `mmdebstrap`, with which
+    the project starts its own dockerd. The node image kindest/node:v<version> is built first, here,
+    so its progress shows (`k8s-sa kind-image`; cached by content). pytest then starts (or finds)
+    the engine itself, creates the cluster, runs the suite, deletes the cluster and stops what it
+    started.
+    """
+    _install(session)
+    started = session.run("k8s-sa", "docker", "up", silent=True)
+    try:
+        session.run("k8s-sa", "kind-image")
+    finally:
+        if str(started).strip() == "started":
+            session.run("k8s-sa", "docker", "down")
+    _conformance(session, "kind", "--kind-cluster")
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) and mypy --strict on the package."""
     session.install("-e", ".[test,lint]")
