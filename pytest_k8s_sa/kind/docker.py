@@ -26,6 +26,7 @@ owner: the next :func:`ensure` adopts it, and stops it when that run ends.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -176,11 +177,24 @@ def _write_state(state: dict[str, Any]) -> None:
     partial.rename(_state_file())
 
 
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+"""The dockerd this process started: reaped here, so it never lingers as a zombie."""
+
+
 def _alive(pid: object, start_time: object) -> bool:
     if not isinstance(pid, int):
         return False
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        return False
     current = process_start_time(pid)
-    return current is not None and current == start_time
+    if current is None or current != start_time:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def ours_running() -> int | None:
@@ -240,6 +254,7 @@ def up(*, owner_pid: int | None = None, progress: Any = None, timeout: float = 9
         start_new_session=True,
     )
     log.close()
+    _CHILDREN[proc.pid] = proc
     _write_state(
         {
             "pid": proc.pid,
@@ -356,13 +371,27 @@ def down(grace: float = 30.0) -> bool:
                 os.kill(pid, signal.SIGKILL)
             wait_until(lambda: not _alive(pid, state.get("start_time")), 10, "dockerd did not die")
     if state:
-        for bridge in {*bridges, "docker0"}:
+        for bridge in {*bridges, *_bridges_in_range(runner), "docker0"}:
             runner("ip", "link", "del", bridge, check=False)
         _remove_docker_rules(runner)
         DockerGuard(runner).remove()
         with contextlib.suppress(OSError):
             _state_file().unlink()
     return pid is not None
+
+
+def _bridges_in_range(runner: Runner) -> set[str]:
+    """Docker bridges (``docker0``, ``br-*``) holding an address of our range, even with the engine gone."""
+
+    guarded = ipaddress.ip_network(GUARDED_RANGE)
+    found = set()
+    for line in runner("ip", "-4", "-o", "addr", "show", check=False).splitlines():
+        words = line.split()
+        if len(words) < 4 or not (words[1] == "docker0" or words[1].startswith("br-")):
+            continue
+        if ipaddress.ip_interface(words[3]).ip in guarded:
+            found.add(words[1])
+    return found
 
 
 def _remove_docker_rules(runner: Runner) -> None:
