@@ -75,7 +75,8 @@ def conformance_kind(session: nox.Session) -> None:
     try:
         session.run("k8s-sa", "kind-image")
     finally:
-        if str(started).strip() == "started":
+        # The last line of `k8s-sa docker up` says whether it started an engine (progress goes before).
+        if str(started).strip().splitlines()[-1:] == ["started"]:
             session.run("k8s-sa", "docker", "down")
     _conformance(session, "kind", "--kind-cluster")
 
