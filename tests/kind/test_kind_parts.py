@@ -157,3 +157,37 @@ def test_overlay_holds_what_kind_reads(tmp_path):
     link = staging / "etc/systemd/system/multi-user.target.wants/kubelet.service"
     assert os.readlink(link) == "/etc/systemd/system/kubelet.service"
     assert nodeimage.default_image("v1.37.2") == "kindest/node:v1.37.2"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.parametrize(("owner", "adopted"), [("dead", True), ("none", False), ("alive", False)])
+def test_engine_of_a_killed_run_is_adopted(tmp_path, monkeypatch, owner, adopted):
+    """A dockerd whose owner is gone is taken over (and stopped at the end); others are only used."""
+    from pytest_k8s_sa.process import process_start_time
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(docker, "engine_answers", lambda timeout=20.0: True)
+    monkeypatch.setattr(docker, "up", lambda **kwargs: pytest.fail("nothing should be started"))
+    engine = subprocess.Popen(["sleep", "60"])
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    try:
+        owners = {"dead": (gone.pid, "1"), "none": (None, None), "alive": (os.getpid(), None)}
+        owner_pid, owner_start = owners[owner]
+        if owner == "alive":
+            owner_start = process_start_time(os.getpid())
+        docker._write_state(
+            {
+                "pid": engine.pid,
+                "start_time": process_start_time(engine.pid),
+                "owner_pid": owner_pid,
+                "owner_start_time": owner_start,
+            }
+        )
+        assert docker.ours_running() == engine.pid
+        assert docker.ensure(owner_pid=424242) is adopted
+        if adopted:
+            assert docker._read_state()["owner_pid"] == 424242
+    finally:
+        engine.kill()
+        engine.wait()
