@@ -141,6 +141,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         item.stash[FAILED_KEY] = True
         cluster = item.config.stash.get(CLUSTER_KEY, None)
         if cluster is not None:
+            if cluster.info.refresh_logs is not None:
+                try:
+                    cluster.info.refresh_logs()
+                except Exception as exc:  # the report must not fail because the logs could not be read
+                    report.sections.append(("k8s-sa logs", f"(could not copy the logs: {exc})"))
             for name, path in sorted(cluster.info.log_paths.items()):
                 report.sections.append((f"k8s-sa {name} log (last {LOG_TAIL_LINES} lines)", _tail(path)))
     return report

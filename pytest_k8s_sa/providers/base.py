@@ -7,6 +7,7 @@ destroys nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -62,6 +63,9 @@ class ClusterInfo:
     log_paths: dict[str, Path] = field(default_factory=dict)
     node_control: NodeControl | None = None
     """Set by providers that control their node (restart the kubelet, load images)."""
+    refresh_logs: Callable[[], None] | None = None
+    """Copies the component logs into ``log_paths`` before they are attached to a failed test's
+    report, for providers whose logs live elsewhere (kind: inside the node container)."""
 
     def api_client(self) -> kubernetes.client.ApiClient:
         return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))

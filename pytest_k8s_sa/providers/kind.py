@@ -55,6 +55,7 @@ class KindProvider:
         pod_subnet: str | None = None,
         service_subnet: str | None = None,
         owner_pid: int | None = None,
+        work_dir: Path | None = None,
     ) -> None:
         self.cluster_name = cluster_name
         self.kubeconfig = kubeconfig
@@ -69,6 +70,9 @@ class KindProvider:
         self._cluster: object | None = None
         self._owns_engine = False
         self._workdir = Path(tempfile.mkdtemp(prefix=f"k8s-sa-kind-{cluster_name}-"))
+        self._logs_dir = (work_dir or self._workdir) / f"kind-{cluster_name}-logs"
+        """Outlives the run when ``work_dir`` is pytest's base temp folder: the node logs stay readable."""
+        self._exported = False
 
     @property
     def node_container(self) -> str:
@@ -116,13 +120,22 @@ class KindProvider:
         kubeconfig = Path(cluster.kubeconfig_path)
         _version, issuer = probe(kubeconfig)
         signing_key = self._copy_signing_key()
+        self._logs_dir.mkdir(parents=True, exist_ok=True)
         return ClusterInfo(
             provider=self.name,
             kubeconfig=kubeconfig,
             issuer=issuer,
             api_audiences=self._api_audiences(issuer),
             signing_key=signing_key,
-            capabilities=Capabilities(holds_signing_key=signing_key is not None, runs_pods=True),
+            capabilities=Capabilities(
+                holds_signing_key=signing_key is not None,
+                runs_pods=True,
+                # The run created the cluster and deletes it whole, unless it is kept.
+                owns_cluster=not self.keep,
+            ),
+            log_paths=self.log_paths,
+            node_control=self,
+            refresh_logs=self.refresh_logs,
         )
 
     # --- the node ------------------------------------------------------------------------------
@@ -161,8 +174,64 @@ class KindProvider:
         return [issuer] if issuer else None
 
     def restart_kubelet(self) -> None:
-        """``systemctl restart kubelet`` in the node: the kubelet writes every projected token again."""
+        """``systemctl restart kubelet`` in the node: its token cache is in memory, so it requests
+        every projected token again and replaces the files in the running pods."""
         self._docker("exec", self.node_container, "systemctl", "restart", "kubelet")
+
+    def load_image_archive(self, path: Path) -> list[str]:
+        """Import an OCI or docker-archive tarball into the node's containerd (``k8s.io`` namespace)."""
+        from ..node.containerd import archive_image_names, normalize_reference
+
+        wanted = {normalize_reference(name) for name in archive_image_names(Path(path))}
+        docker = shutil.which("docker") or "docker"
+        ctr = [docker, "exec", "-i", self.node_container, "ctr", "--namespace=k8s.io", "images"]
+        with Path(path).open("rb") as archive:
+            proc = subprocess.run(
+                [*ctr, "import", "--all-platforms", "-"], stdin=archive, capture_output=True, check=False
+            )
+        if proc.returncode != 0:
+            raise ClusterUnreachableError(
+                f"importing {path} into the kind node failed: {proc.stderr.decode(errors='replace')[-1000:]}"
+            )
+        held = set(
+            self._docker(
+                "exec", self.node_container, "ctr", "--namespace=k8s.io", "images", "list", "-q"
+            ).split()
+        )
+        found = sorted(wanted & held)
+        if not found:
+            raise ClusterUnreachableError(
+                f"{path}: imported, but none of {sorted(wanted)} is listed in the node"
+            )
+        return found
+
+    def refresh_logs(self) -> None:
+        """Copy the node's kubelet and containerd journals and the control-plane logs into ``log_paths``.
+
+        The first time (the first failed test) ``kind export logs`` also writes everything kind
+        collects from the node next to them, in ``kind-export/``.
+        """
+        if not self._exported:
+            self._exported = True
+            self.export_logs(self._logs_dir / "kind-export")
+        for name, path in self.log_paths.items():
+            unit = {"kubelet": "kubelet", "containerd": "containerd"}.get(name)
+            if unit:
+                argv = ["exec", self.node_container, "journalctl", "--no-pager", "-n", "400", "-u", unit]
+            else:
+                argv = [
+                    "exec",
+                    self.node_container,
+                    "sh",
+                    "-c",
+                    f"tail -n 400 /var/log/containers/{name}-*.log",
+                ]
+            path.write_text(self._docker(*argv, check=False, timeout=30))
+
+    @property
+    def log_paths(self) -> dict[str, Path]:
+        names = ("kubelet", "containerd", "kube-apiserver", "kube-controller-manager")
+        return {name: self._logs_dir / f"{name}.log" for name in names}
 
     # --- lifecycle -----------------------------------------------------------------------------
 

@@ -69,6 +69,10 @@ def _kind(settings: Settings) -> Provider:
         keep=settings.keep_cluster,
         version=settings.k8s_version,
         owner_pid=settings.owner_pid,
+        work_dir=Path(settings.work_dir) if settings.work_dir else None,
+        config_file=Path(settings.kind_config).expanduser() if settings.kind_config else None,
+        pod_subnet=settings.kind_pod_subnet,
+        service_subnet=settings.kind_service_subnet,
     )
 
 
