@@ -105,6 +105,27 @@ OPTIONS: tuple[Option, ...] = (
         default=False,
     ),
     Option(
+        "--kind-config",
+        "kind_config",
+        "k8s_sa_kind_config",
+        "K8S_SA_KIND_CONFIG",
+        "kind: create the cluster with this kind configuration file instead of the project's.",
+    ),
+    Option(
+        "--kind-pod-subnet",
+        "kind_pod_subnet",
+        "k8s_sa_kind_pod_subnet",
+        "K8S_SA_KIND_POD_SUBNET",
+        "kind: the pod subnet of the project's cluster configuration (default 100.98.0.0/16).",
+    ),
+    Option(
+        "--kind-service-subnet",
+        "kind_service_subnet",
+        "k8s_sa_kind_service_subnet",
+        "K8S_SA_KIND_SERVICE_SUBNET",
+        "kind: the Service subnet of the project's cluster configuration (default 100.99.0.0/16).",
+    ),
+    Option(
         "--conformance-report",
         "conformance_report",
         "k8s_sa_conformance_report",
@@ -216,4 +237,7 @@ def resolve(config: pytest.Config) -> Settings:
         # pytest-kind(-ng)'s own options, when it is installed.
         kind_image=config.getoption("kind_image", default=None),
         kind_bin=config.getoption("kind_bin", default=None),
+        kind_config=get(config, "kind_config"),
+        kind_pod_subnet=get(config, "kind_pod_subnet"),
+        kind_service_subnet=get(config, "kind_service_subnet"),
     )

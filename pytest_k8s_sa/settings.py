@@ -24,6 +24,12 @@ class Settings:
     """pytest-kind's ``--kind-image`` (kindest/node image); else chosen from ``k8s_version``."""
     kind_bin: str | None = None
     """pytest-kind's ``--kind-bin``; else ``kind`` on PATH."""
+    kind_config: str | None = None
+    """A kind cluster configuration file to create the cluster with; else the project's (subnets below)."""
+    kind_pod_subnet: str | None = None
+    """kind's pod subnet in the project's configuration (default 100.98.0.0/16)."""
+    kind_service_subnet: str | None = None
+    """kind's Service subnet in the project's configuration (default 100.99.0.0/16)."""
     work_dir: str | None = None
     """Where a provider that starts a cluster keeps its state (local); None: a fresh temporary folder."""
     owner_pid: int | None = None
