@@ -124,9 +124,11 @@ def test_unreachable_cluster_fails_with_a_clear_message(pytester, tmp_path):
     result.stdout.fnmatch_lines(["*[k8s-sa]*does not answer*"])
 
 
-def test_kind_without_a_kind_binary_says_what_to_do(pytester, monkeypatch):
+def test_kind_without_docker_says_what_to_do(pytester, monkeypatch):
+    """No engine answers and none can be started (no `docker`, no `dockerd`): one line says what to do."""
     monkeypatch.setenv("PATH", "/nonexistent")
     pytester.makepyfile("def test_needs_cluster(k8s_cluster): pass")
     result = pytester.runpytest_subprocess("--kind-cluster")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*needs the `kind` binary*"])
+    result.stdout.fnmatch_lines(["*no Docker engine answers*"])
+    assert "Traceback" not in result.stdout.str()

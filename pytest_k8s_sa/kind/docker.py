@@ -302,7 +302,17 @@ def ensure(owner_pid: int, progress: Any = None) -> bool:
         owner = state.get("owner_pid")
         if owner is None or _alive(owner, state.get("owner_start_time")):
             # Started by `k8s-sa docker up`, or owned by a run that is still going: just use it.
-            return False
+            if engine_answers():
+                return False
+            if shutil.which("docker") is None:
+                raise DockerError(
+                    "no Docker engine answers: the `docker` CLI is not on PATH "
+                    "(`apt-get install -y docker.io`)"
+                )
+            raise DockerError(
+                f"no Docker engine answers although the project's dockerd {state.get('pid')} runs: stop it "
+                f"with `k8s-sa docker down` and retry (its log: {state_dir() / 'dockerd.log'})"
+            )
         # Started for a run that was killed: this run takes it over and stops it at its end.
         state.update(owner_pid=owner_pid, owner_start_time=process_start_time(owner_pid))
         _write_state(state)
