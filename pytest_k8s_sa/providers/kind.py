@@ -69,10 +69,22 @@ class KindProvider:
         self.owner_pid = owner_pid or os.getpid()
         self._cluster: object | None = None
         self._owns_engine = False
-        self._workdir = Path(tempfile.mkdtemp(prefix=f"k8s-sa-kind-{cluster_name}-"))
-        self._logs_dir = (work_dir or self._workdir) / f"kind-{cluster_name}-logs"
+        self._work_dir = work_dir
+        self._tmp: Path | None = None
+        """The signing key's copy and the kind configuration: made by :meth:`create`, removed by
+        :meth:`destroy` (or at once when ``create`` fails)."""
         """Outlives the run when ``work_dir`` is pytest's base temp folder: the node logs stay readable."""
         self._exported = False
+
+    @property
+    def _workdir(self) -> Path:
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix=f"k8s-sa-kind-{self.cluster_name}-"))
+        return self._tmp
+
+    @property
+    def _logs_dir(self) -> Path:
+        return (self._work_dir or self._workdir) / f"kind-{self.cluster_name}-logs"
 
     @property
     def node_container(self) -> str:
@@ -104,6 +116,7 @@ class KindProvider:
             self._delete_leftover()
         except K8sSAError:
             self._stop_engine()
+            self._remove_tmp()
             raise
         from pytest_kind import KindCluster
 
@@ -118,9 +131,13 @@ class KindProvider:
                 "(run with -s to see kind's output)"
             ) from None
         kubeconfig = Path(cluster.kubeconfig_path)
-        _version, issuer = probe(kubeconfig)
-        signing_key = self._copy_signing_key()
-        self._logs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            _version, issuer = probe(kubeconfig)
+            signing_key = self._copy_signing_key()
+            self._logs_dir.mkdir(parents=True, exist_ok=True)
+        except BaseException:
+            self.destroy()  # the caller only destroys what was created successfully
+            raise
         return ClusterInfo(
             provider=self.name,
             kubeconfig=kubeconfig,
@@ -284,4 +301,9 @@ class KindProvider:
         finally:
             if not self.keep:
                 self._stop_engine()
-            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
