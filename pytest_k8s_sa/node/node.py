@@ -128,6 +128,12 @@ class LocalNode:
         return self.workdir / "logs"
 
     @property
+    def holds_lock(self) -> bool:
+        """True between a successful :meth:`start_network` and :meth:`stop_network`: only then do the
+        node's host paths, state file and work folder belong to this run."""
+        return self._lock is not None
+
+    @property
     def log_paths(self) -> dict[str, Path]:
         return {name: self.logs / f"{name}.log" for name in ("containerd", "kubelet", "kube-proxy")}
 

@@ -159,6 +159,9 @@ class LocalNodeProvider:
     def destroy(self) -> None:
         """Scheduler, node components, control plane, network and guard; safe to call twice."""
         errors: list[str] = []
+        # A run that never took the node lock owns nothing under the shared work folder: another
+        # run's node lives there (and its teardown is that run's business).
+        owns_workdir = self.node is not None and self.node.holds_lock
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
@@ -176,7 +179,7 @@ class LocalNodeProvider:
             except Exception as exc:
                 errors.append(f"network: {exc}")
             self.node = None
-        if not self.keep and not errors:
+        if owns_workdir and not self.keep and not errors:
             try:
                 remove_tree(self.workdir)
             except NodeError as exc:

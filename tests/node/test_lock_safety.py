@@ -66,3 +66,22 @@ def test_a_node_without_the_lock_tears_down_nothing(
         assert holder_state.read_text() == '{"workdir": "/somewhere/else"}'
     finally:
         holder.communicate(input="", timeout=10)
+
+
+def test_a_provider_without_the_lock_keeps_the_shared_work_folder(
+    isolated_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider's teardown after a lost lock race used to remove the shared work folder, where
+    the lock holder's node keeps its PKI, logs and mounts."""
+    from pytest_k8s_sa.providers.local_node import LocalNodeProvider
+
+    for name in ("_stop_leftovers", "_stop_network", "sweep"):
+        monkeypatch.setattr(node_module, name, lambda *a, **k: None)
+    provider = LocalNodeProvider()
+    marker = provider.workdir / "control-plane" / "holder-was-here"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("x")
+    binaries = {name: tmp_path / name for name in ("containerd", "ctr", "kubelet", "kube-proxy")}
+    provider.node = LocalNode(provider.workdir / "node", binaries, runner=Runner(dry_run=True))  # type: ignore[arg-type]
+    provider.destroy()
+    assert marker.exists()
