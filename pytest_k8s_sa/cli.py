@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--kind-bin", default=None, help="kind: the kind binary (else on PATH)")
     up.add_argument("--cluster-name", default="pytest-k8s-sa", help="kind: the cluster's name")
     _kind_parsers(sub)
+    from .upstream_e2e.command import add_parser as add_upstream_e2e
+
+    add_upstream_e2e(sub)
     return parser
 
 
@@ -173,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command in ("docker", "kind-image", "kind-bin"):
             return _kind_command(args)
+        if args.command == "upstream-e2e":
+            from .upstream_e2e.command import run as run_upstream_e2e
+
+            return run_upstream_e2e(args)
         return _up(args)
     except K8sSAError as exc:
         print(f"k8s-sa: error: {exc}", file=sys.stderr)
