@@ -23,6 +23,9 @@ def _install(session: nox.Session, extras: str = "test") -> None:
 def tests(session: nox.Session) -> None:
     """The project's own tests, on the embedded local control plane, two xdist workers."""
     _install(session)
+    # tests/test_upstream_e2e.py runs two upstream specs: build (or find) the e2e binary here, with
+    # its progress shown (about 6 min the first time with a warm Go build cache).
+    session.run("k8s-sa", "upstream-e2e", "--build-only")
     session.run("pytest", "tests", "-n", "2", "-p", "no:cacheprovider", *session.posargs)
 
 
@@ -79,6 +82,19 @@ def conformance_kind(session: nox.Session) -> None:
         if str(started).strip().splitlines()[-1:] == ["started"]:
             session.run("k8s-sa", "docker", "down")
     _conformance(session, "kind", "--kind-cluster")
+
+
+@nox.session(python=PYTHON)
+def upstream_e2e(session: nox.Session) -> None:
+    """Upstream Kubernetes' service-account e2e specs (SIG Auth) via `k8s-sa upstream-e2e`.
+
+    Default: the `local` provider (API-only specs pass; pod specs are not applicable, no node).
+    `nox -s upstream_e2e -- --k8s-provider local-node` runs every spec on a real node (Linux, root,
+    the conformance_node packages); `-- --kubeconfig PATH` checks an existing cluster; `-- --slow`
+    adds the [Slow] token-rotation spec (~9 min). Results: reports/upstream-e2e-<provider>/.
+    """
+    _install(session)
+    session.run("k8s-sa", "upstream-e2e", *(session.posargs or ["--k8s-provider", "local"]))
 
 
 @nox.session(python=PYTHON)

@@ -178,13 +178,13 @@ def write_junit(result: E2EResult, path: Path) -> Path:
     return path
 
 
-def summary_table(specs: Sequence[SpecResult], width: int = 100) -> str:
+def summary_table(specs: Sequence[SpecResult], width: int = 160) -> str:
     """A fixed-width table: spec, outcome, seconds, reason (long texts shortened)."""
 
     def cut(text: str, size: int) -> str:
         return text if len(text) <= size else text[: size - 3] + "..."
 
-    spec_w = max(20, min(width - 40, max((len(s.spec) for s in specs), default=20)))
+    spec_w = max(20, min(width - 90, max((len(s.spec) for s in specs), default=20)))
     lines = [f"{'spec':<{spec_w}}  {'outcome':<14}  {'seconds':>7}  reason"]
     lines.append("-" * len(lines[0]))
     for s in specs:

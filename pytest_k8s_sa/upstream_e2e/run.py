@@ -52,7 +52,7 @@ POD_SPECS = "|".join(
 """SIG Auth specs (v1.37) that run pods or need a Node: not applicable on a cluster without nodes
 (the ``local`` provider). Every other spec talks to the API server only."""
 
-NO_NODE_REASON = "runs pods (or needs a Node): this cluster has no node (the local provider has no kubelet)"
+NO_NODE_REASON = "needs a node (runs pods); this cluster has none (local: no kubelet)"
 
 Progress = Callable[[str], None]
 
