@@ -211,8 +211,14 @@ def run(args: argparse.Namespace) -> int:
                     runs_pods=info.capabilities.runs_pods,
                     timeout_minutes=timeout,
                 )
+                server_version = str(kubernetes.client.VersionApi(api_client).get_code().git_version)
+                if not server_version.lstrip("v").startswith(".".join(binaries.version.split(".")[:2]) + "."):
+                    progress(
+                        f"note: the cluster runs {server_version}, the e2e specs are v{binaries.version}'s "
+                        "(pass --k8s-version to match if a pinned e2e module exists for it)"
+                    )
                 result = run_specs(binaries, info, options, progress)
-                result.server_version = str(kubernetes.client.VersionApi(api_client).get_code().git_version)
+                result.server_version = server_version
                 leftovers = remove_leftover_namespaces(api_client, before, progress)
             finally:
                 api_client.close()
@@ -223,7 +229,13 @@ def run(args: argparse.Namespace) -> int:
         "e2e_version": binaries.version,
         "build_or_lookup_seconds": build_seconds,
         "cluster_start_seconds": cluster_seconds,
-        "images": "built locally, loaded into the node" if repo_list else "upstream names (cluster pulls)",
+        "images": (
+            "built locally, loaded into the node"
+            if repo_list
+            else (
+                "upstream names (the cluster pulls them)" if info.capabilities.runs_pods else "none (no node)"
+            )
+        ),
         "leftover_namespaces_deleted": leftovers,
         "log": str(report_dir / "e2e.log"),
     }

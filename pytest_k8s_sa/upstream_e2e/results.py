@@ -178,17 +178,17 @@ def write_junit(result: E2EResult, path: Path) -> Path:
     return path
 
 
-def summary_table(specs: Sequence[SpecResult], width: int = 160) -> str:
-    """A fixed-width table: spec, outcome, seconds, reason (long texts shortened)."""
+def summary_table(specs: Sequence[SpecResult], spec_width: int = 120, reason_width: int = 70) -> str:
+    """A fixed-width table: spec, outcome, seconds, reason (texts longer than the widths shortened)."""
 
     def cut(text: str, size: int) -> str:
         return text if len(text) <= size else text[: size - 3] + "..."
 
-    spec_w = max(20, min(width - 90, max((len(s.spec) for s in specs), default=20)))
+    spec_w = max(20, min(spec_width, max((len(s.spec) for s in specs), default=20)))
     lines = [f"{'spec':<{spec_w}}  {'outcome':<14}  {'seconds':>7}  reason"]
     lines.append("-" * len(lines[0]))
     for s in specs:
-        reason = cut(s.reason, 60)
+        reason = cut(s.reason, reason_width)
         lines.append(f"{cut(s.spec, spec_w):<{spec_w}}  {s.outcome:<14}  {s.seconds:>7.1f}  {reason}")
     return "\n".join(lines)
 
