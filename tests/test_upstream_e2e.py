@@ -147,7 +147,7 @@ def test_usage_errors_exit_2_without_a_traceback():
         check=False,
     )
     assert proc.returncode == 2
-    assert "needs --kubeconfig PATH" in proc.stderr
+    assert "pass --kubeconfig PATH" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -19,9 +19,9 @@ from typing import Any
 import kubernetes
 
 from ..binaries import DEFAULT_K8S_VERSION, _stderr_progress
-from ..errors import K8sSAError
-from ..options import PROVIDERS
-from ..providers.base import ClusterInfo, Provider
+from ..providers.base import ClusterInfo, NodeControl, Provider
+from ..providers.registry import PROVIDERS, build_provider, resolve_provider
+from ..settings import Settings
 from . import images
 from .build import E2EBinaries, find_e2e_binaries
 from .results import E2EResult, counts_line, summary_table, write_json, write_junit
@@ -56,7 +56,7 @@ def add_parser(sub: Any) -> None:
     env = os.environ.get
     p.add_argument(
         "--k8s-provider",
-        choices=PROVIDERS,
+        choices=tuple(PROVIDERS),
         default=env("K8S_SA_PROVIDER"),
         help="local (default; no node: pod specs are not applicable), local-node, kind, kubeconfig "
         "[$K8S_SA_PROVIDER]",
@@ -114,65 +114,46 @@ def add_parser(sub: Any) -> None:
 
 
 def _provider_name(args: argparse.Namespace) -> str:
-    provider: str | None = args.k8s_provider
-    if provider is None:
-        provider = "kubeconfig" if args.kubeconfig else "local"
-    if provider in ("local", "local-node") and args.kubeconfig:
-        raise K8sSAError(
-            f"--kubeconfig names an existing cluster, but --k8s-provider is {provider} (which starts its "
-            "own): use --k8s-provider kubeconfig, or drop --kubeconfig."
-        )
-    if provider == "kubeconfig" and not args.kubeconfig:
-        raise K8sSAError("--k8s-provider kubeconfig needs --kubeconfig PATH (or $K8S_SA_KUBECONFIG).")
-    if args.k8s_bin_dir and provider not in ("local", "local-node"):
-        raise K8sSAError(f"--k8s-bin-dir is for the local providers only; the provider is {provider}.")
-    return provider
+    """The provider the options select (the plugin's rules, :func:`resolve_provider`).
+
+    ``--k8s-version`` is left out of the check: here it also picks the e2e binary's version, which
+    is meaningful for an existing cluster too.
+    """
+    return resolve_provider(
+        args.k8s_provider,
+        kubeconfig=str(args.kubeconfig) if args.kubeconfig else None,
+        bin_dir=args.k8s_bin_dir,
+    )
 
 
 def make_provider(name: str, args: argparse.Namespace, workdir: Path) -> Provider:
-    """The cluster for ``name`` (the same providers as the pytest plugin, owned by this process)."""
+    """The cluster for ``name``, built by the provider registry like the plugin's, owned by this process."""
     version = args.k8s_version or DEFAULT_K8S_VERSION
-    if name == "kubeconfig":
-        from ..providers.kubeconfig import KubeconfigProvider
-
-        return KubeconfigProvider(Path(args.kubeconfig).expanduser())
-    if name == "kind":
-        from ..providers.kind import KindProvider
-
-        return KindProvider(
-            "k8s-sa-upstream-e2e",
-            kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
-            image=f"kindest/node:v{version.lstrip('v')}",
-        )
-    if name == "local-node":
-        from ..providers.local_node import LocalNodeProvider
-
-        return LocalNodeProvider(version=version, bin_dir=args.k8s_bin_dir, owner_pid=os.getpid())
-    from ..providers.local import LocalProvider
-
-    return LocalProvider(workdir, version=version, bin_dir=args.k8s_bin_dir, owner_pid=os.getpid())
+    settings = Settings(
+        provider=name,
+        kubeconfig=str(args.kubeconfig) if args.kubeconfig else None,
+        k8s_version=None if name == "kubeconfig" else version,
+        bin_dir=args.k8s_bin_dir,
+        kind_cluster_name="k8s-sa-upstream-e2e",
+        work_dir=str(workdir),
+        owner_pid=os.getpid(),
+    )
+    return build_provider(name, settings)
 
 
-def load_images(provider: Provider, binaries: E2EBinaries, report_dir: Path) -> Path:
-    """Build agnhost and busybox and import them into the node; returns the repo-list file."""
+def load_images(node_control: NodeControl, binaries: E2EBinaries, report_dir: Path) -> Path:
+    """Build agnhost and busybox, load them into the node; returns the ``$KUBE_TEST_REPO_LIST`` file."""
     repo_list = images.write_repo_list(report_dir / "repo-list.yaml")
     names = images.list_images(binaries.e2e_test, repo_list)
     archives = [
         images.agnhost_image(binaries.agnhost, names["agnhost"], progress=progress),
         images.busybox_image(names["busybox"], progress=progress),
     ]
+    loaded: list[str] = []
     for archive in archives:
-        import_archive(provider, archive)
-    progress(f"loaded {', '.join(sorted(names.values()))} into the node")
+        loaded += node_control.load_image_archive(archive)
+    progress(f"loaded {', '.join(sorted(loaded))} into the node")
     return repo_list
-
-
-def import_archive(provider: Provider, archive: Path) -> None:
-    """Import an OCI/Docker image archive into the provider's node (local-node only, for now)."""
-    node = getattr(provider, "node", None)
-    if node is None:
-        raise K8sSAError(f"the {provider.name} provider has no node to load image archives into")
-    node.containerd.import_image(archive)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -198,8 +179,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             cluster_seconds = round(time.monotonic() - cluster_started, 1)
             repo_list = None
-            if name in ("local-node", "kind"):
-                repo_list = load_images(provider, binaries, report_dir)
+            if info.node_control is not None:  # a node without a registry: build and load the images
+                repo_list = load_images(info.node_control, binaries, report_dir)
             api_client = info.api_client()
             try:
                 before = e2e_namespaces(api_client)
