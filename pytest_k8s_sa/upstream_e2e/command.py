@@ -132,7 +132,7 @@ def make_provider(name: str, args: argparse.Namespace, workdir: Path) -> Provide
     settings = Settings(
         provider=name,
         kubeconfig=str(args.kubeconfig) if args.kubeconfig else None,
-        k8s_version=None if name == "kubeconfig" else version,
+        k8s_version=version,
         bin_dir=args.k8s_bin_dir,
         kind_cluster_name="k8s-sa-upstream-e2e",
         work_dir=str(workdir),
