@@ -26,6 +26,7 @@ from pytest_k8s_sa.upstream_e2e.run import (
     RunOptions,
     default_skip,
     e2e_argv,
+    run_specs,
     validate_regex,
 )
 
@@ -190,3 +191,32 @@ def test_local_runs_api_specs_and_reports_pod_specs_not_applicable(tmp_path):
     assert "not-applicable" in proc.stdout
     assert (tmp_path / "upstream-e2e-junit.xml").is_file()
     assert (tmp_path / "e2e.log").stat().st_size > 0
+
+
+PASSING_JUNIT = (
+    '<testsuites><testsuite name="s"><testcase name="[It] [sig-auth] ServiceAccounts should guarantee '
+    'kube-root-ca.crt exist in any namespace [Conformance]" status="passed" time="1.0"/>'
+    "</testsuite></testsuites>"
+)
+
+
+def test_a_nonzero_exit_without_a_failed_spec_is_still_a_failure(tmp_path):
+    """Ginkgo can fail a run (timeout, interrupt) with every reported spec green: never a green run."""
+    fake = tmp_path / "e2e.test"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "report = [a.split('=', 1)[1] for a in sys.argv if a.startswith('--report-dir=')][0]\n"
+        f"open(report + '/junit_01.xml', 'w').write({PASSING_JUNIT!r})\n"
+        "print('• [1.0 seconds]')\n"
+        "sys.exit(1)\n"
+    )
+    fake.chmod(0o755)
+    binaries = build.E2EBinaries(fake, tmp_path / "kubectl", tmp_path / "agnhost", "1.37.2")
+    info = ClusterInfo("local", tmp_path / "kc", Capabilities(runs_pods=True))
+    focus = "kube-root-ca.crt"
+    options = RunOptions(focus=focus, skip="", report_dir=tmp_path / "r")
+    result = run_specs(binaries, info, options, progress=lambda _m: None)
+    assert [s.outcome for s in result.specs] == [results.PASSED, results.FAILED]
+    assert result.specs[-1].reason.startswith("the e2e binary exited 1")
+    assert not result.ok

@@ -25,7 +25,7 @@ import kubernetes
 from ..errors import K8sSAError
 from ..providers.base import ClusterInfo
 from .build import E2EBinaries
-from .results import E2EResult, parse_junit
+from .results import FAILED, E2EResult, SpecResult, parse_junit
 
 DEFAULT_FOCUS = r"ServiceAccount|TokenRequest|TokenReview|[Ii]ssuer|NodeAuthenticator"
 """The service-account specs of SIG Auth: ServiceAccounts (mount, projection, issuer discovery,
@@ -161,6 +161,11 @@ def run_specs(binaries: E2EBinaries, info: ClusterInfo, options: RunOptions, pro
         not_applicable="" if options.runs_pods else POD_SPECS,
         not_applicable_reason=NO_NODE_REASON,
     )
+    if code != 0 and not any(s.outcome == FAILED for s in specs):
+        # Ginkgo failed the run without a failed spec in the report (interrupted, timed out, bad flag):
+        # still a failure, never a green run.
+        reason = f"the e2e binary exited {code}; see {log_path}"
+        specs.append(SpecResult("[e2e run]", FAILED, seconds, reason))
     return E2EResult(
         specs=specs,
         provider=info.provider,
