@@ -24,7 +24,7 @@ def tests(session: nox.Session) -> None:
     """The project's own tests, on the embedded local control plane, two xdist workers."""
     _install(session)
     # tests/test_upstream_e2e.py runs two upstream specs: build (or find) the e2e binary here, with
-    # its progress shown (about 6 min the first time with a warm Go build cache).
+    # its progress shown (about 1 min with a warm Go build cache; ~20 min with an empty one).
     session.run("k8s-sa", "upstream-e2e", "--build-only")
     session.run("pytest", "tests", "-n", "2", "-p", "no:cacheprovider", *session.posargs)
 

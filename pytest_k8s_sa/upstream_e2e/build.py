@@ -2,8 +2,8 @@
 
 ``gobuild/e2e-v<version>`` holds ``go.mod``/``go.sum`` (pinned, the same ``k8s.io/*`` replaces as
 the control-plane wrapper) and ``e2e_test.go``, a small test package that blank-imports
-``k8s.io/kubernetes/test/e2e/auth``. ``go test -c`` of it is the e2e binary (about 110 MB, 5-6 min
-with a warm Go build cache on two cores). kubectl (the specs ``kubectl exec`` into pods) and
+``k8s.io/kubernetes/test/e2e/auth``. ``go test -c`` of it is the e2e binary (78 MB; see BENCHMARKS.md for
+build times). kubectl (the specs ``kubectl exec`` into pods) and
 agnhost (the specs' test image) come from the same module, so every piece matches the cluster's
 version. Everything lands in ``<cache>/e2e/e2e-v<version>-<module digest>`` under a file lock, as
 the control-plane binaries do (:mod:`pytest_k8s_sa.binaries`).
@@ -94,7 +94,7 @@ def find_e2e_binaries(
     if not build:
         raise BuildError(
             f"The e2e binaries for Kubernetes v{version} are not built ({target}); run "
-            "`k8s-sa upstream-e2e --build-only` (needs Go, about 6 min with a warm Go build cache)."
+            "`k8s-sa upstream-e2e --build-only` (needs Go; minutes with a warm Go build cache)."
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
@@ -114,7 +114,7 @@ def _build_into(target: Path, version: str, progress: Progress) -> None:
     started = time.monotonic()
     progress(
         f"building the SIG Auth e2e binary, kubectl and agnhost for Kubernetes v{version} into {target} "
-        "(first time only; about 6 min with a warm Go build cache, much longer cold)"
+        "(first time only; minutes with a warm Go build cache, about 20 min with an empty one)"
     )
     staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
     try:
