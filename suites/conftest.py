@@ -14,7 +14,15 @@ from pytest_k8s_sa.cluster import Cluster
 from pytest_k8s_sa.deploy import Deployment, deploy_workloads
 from pytest_k8s_sa.types import Names
 
-from .scenarios import revoked  # noqa: F401 - session fixture shared by several check modules
+# Session fixtures shared by several check modules, the real-time scenarios of the full profile
+# (started with the run) and the hook that runs their checks last:
+from .scenarios import (  # noqa: F401
+    manual_rotation,
+    pytest_collection_modifyitems,
+    real_time,
+    revoked,
+    start_real_time_scenarios,
+)
 
 
 @pytest.fixture(scope="session")

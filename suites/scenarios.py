@@ -1,9 +1,13 @@
-"""Shared scenarios: setups whose cost (waiting out the apiserver's 10 s cache) several checks share."""
+"""Shared scenarios: setups whose cost (the apiserver's 10 s cache, real-time waits) checks share."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import kubernetes
 import pytest
@@ -12,7 +16,7 @@ from pytest_k8s_sa import resources
 from pytest_k8s_sa.tokens import BoundObject, Token, TokenReviewResult, request_token, review_token
 from pytest_k8s_sa.waiting import wait_until
 
-from .helpers import store_says
+from .helpers import sa_ref, store_says
 
 AUDIENCE = "secret-store"
 
@@ -96,3 +100,182 @@ def revoked(k8s_cluster, k8s_names, deployment) -> dict[str, Case]:
     yield cases
     resources.delete_pod(api, api_ns, "bound-pod")
     resources.delete_namespace(api, namespace)
+
+
+# --- Real-time scenarios (full profile) ------------------------------------------------------------
+#
+# EXP-004 waits out a real 600 s token (~11 min) and ROT-003 waits for the kubelet's own refresh at
+# 80% of the TTL (~8 min). Neither depends on the other nor on any other check, so both start
+# together when the run starts (the autouse fixture below), the other checks run meanwhile, and the
+# two checks, moved to the end of the run, only collect what was observed and assert on it. The
+# full profile then takes about as long as its longest wait instead of the sum of both.
+
+REAL_TIME_CHECKS = ("EXP-004", "ROT-003")
+
+
+class Cancelled(Exception):
+    """The run ended before a real-time scenario finished."""
+
+
+def api_jti(deployment) -> str | None:
+    """The jti of the token the API service presents now (it reports it on /debug/token-info)."""
+    return deployment.api.get("/debug/token-info").json().get("jti")
+
+
+@pytest.fixture(scope="session")
+def manual_rotation(deployment) -> dict[str, object] | None:
+    """Replace the API service's token file once, as the kubelet does at 80% of the TTL (ROT-001/2).
+
+    Session-scoped so it happens before the refresh scenario starts watching the API service's token
+    (a rotation on demand during that wait would look like the automatic refresh). None where this
+    cluster's kubelet cannot be made to rotate on demand.
+    """
+    if not deployment.can_rotate_on_demand:
+        return None
+    old = deployment.api.current_token()
+    assert api_jti(deployment) == old.jti
+    new = deployment.rotate_api_token()
+    started = time.monotonic()  # from the moment the new token is in the file
+    wait_until(
+        lambda: api_jti(deployment) == new.jti,
+        deployment.api_token_refresh_seconds * 3 + 5,
+        "the API service did not pick up the replaced token file",
+    )
+    return {"old": old, "new": new, "picked_up_seconds": round(time.monotonic() - started, 2)}
+
+
+@dataclass
+class Expiry:
+    """EXP-004: a real 600 s token, reviewed until the apiserver refuses it."""
+
+    token: Token
+    review_before: bool
+    store_before: int
+    refused_at: float | None = None
+    store_after: int | None = None
+
+
+@dataclass
+class Refresh:
+    """ROT-003: the API service's token, watched until the kubelet replaces it by itself."""
+
+    first: Token
+    refreshed_at: float | None = None
+    status: int | None = None
+
+
+class RealTime:
+    """The real-time scenarios of this run, each running in its own thread."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=len(REAL_TIME_CHECKS), thread_name_prefix="real-time")
+        self._futures: dict[str, Future[Any]] = {}
+
+    def start(self, check_id: str, scenario: Callable[[Callable[[], None]], Any]) -> None:
+        self._futures[check_id] = self._pool.submit(scenario, self._cancelled)
+
+    def _cancelled(self) -> None:
+        if self._stop.is_set():
+            raise Cancelled("the run ended first")
+
+    def result(self, check_id: str, timeout: float) -> Any:
+        """What the scenario of ``check_id`` observed (waits for it; re-raises its failure)."""
+        if check_id not in self._futures:
+            raise RuntimeError(f"{check_id}: its real-time scenario was not started with the run")
+        return self._futures[check_id].result(timeout=timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=True)
+
+
+def _expiry(k8s_cluster, deployment) -> Callable[[Callable[[], None]], Expiry]:
+    api = k8s_cluster.api_client
+    sa = sa_ref(k8s_cluster, deployment.api)
+    token = request_token(api, sa.namespace, sa.name, audiences=[deployment.audience], expiration_seconds=600)
+    state = Expiry(
+        token,
+        review_before=review_token(api, token.raw, [deployment.audience]).authenticated,
+        store_before=store_says(deployment, token.raw)[0],
+    )
+
+    def run(cancelled: Callable[[], None]) -> Expiry:
+        def refused() -> bool:
+            cancelled()
+            if review_token(api, token.raw, [deployment.audience]).authenticated:
+                return False
+            state.refused_at = time.time()
+            return True
+
+        wait_until(refused, 600 + 180, "token still accepted 3 minutes after exp", max_interval=2.0)
+        state.store_after = store_says(deployment, token.raw)[0]
+        return state
+
+    return run
+
+
+def _refresh(deployment) -> Callable[[Callable[[], None]], Refresh]:
+    state = Refresh(deployment.api.current_token())
+
+    def run(cancelled: Callable[[], None]) -> Refresh:
+        first = state.first
+
+        def replaced() -> bool:
+            cancelled()
+            return api_jti(deployment) != first.jti
+
+        wait_until(
+            replaced,
+            first.claims["exp"] - first.claims["iat"],
+            "no refresh within the token's lifetime",
+            max_interval=2.0,
+        )
+        state.refreshed_at = time.time()
+        state.status = deployment.api.get("/").status_code
+        return state
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def real_time(request, k8s_cluster, deployment) -> Iterator[RealTime]:
+    """Start the selected real-time scenarios now, in threads; the checks collect their results."""
+    selected = _selected_real_time(request.session)
+    scenarios = RealTime()
+    try:
+        if "EXP-004" in selected:
+            scenarios.start("EXP-004", _expiry(k8s_cluster, deployment))
+        if "ROT-003" in selected:
+            request.getfixturevalue("manual_rotation")  # first, so the watch sees only the kubelet's refresh
+            scenarios.start("ROT-003", _refresh(deployment))
+        yield scenarios
+    finally:
+        scenarios.close()
+
+
+def _selected_real_time(session: pytest.Session) -> set[str]:
+    """The real-time checks this run will execute (selected, not skipped)."""
+    found = set()
+    for item in session.items:
+        mark = item.get_closest_marker("conformance")
+        if mark and mark.args[0] in REAL_TIME_CHECKS and not item.get_closest_marker("skip"):
+            found.add(mark.args[0])
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def start_real_time_scenarios(request) -> None:
+    """Start the real-time scenarios with the first check of the run, when any is selected."""
+    if _selected_real_time(request.session):
+        request.getfixturevalue("real_time")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the real-time checks last: they only collect what their scenario observed meanwhile."""
+
+    def real_time_last(item: pytest.Item) -> bool:
+        mark = item.get_closest_marker("conformance")
+        return bool(mark and mark.args[0] in REAL_TIME_CHECKS)
+
+    items.sort(key=real_time_last)

@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
-
-from pytest_k8s_sa.waiting import wait_until
 
 from .helpers import GRANTED, store_says
 
 
-def _api_jti(deployment) -> str | None:
-    return deployment.api.get("/debug/token-info").json().get("jti")
-
-
 @pytest.fixture(scope="module")
-def rotated(deployment):
-    """Replace the API service's token file once, as the kubelet does at 80% of the TTL."""
-    if not deployment.can_rotate_on_demand:
+def rotated(manual_rotation):
+    """The API service's token file, replaced once at the start of the run (suites/scenarios.py)."""
+    if manual_rotation is None:
         pytest.skip(
             "this cluster's kubelet cannot be made to rotate on demand; ROT-003 (full profile) waits for "
             "its refresh at 80% of the TTL"
         )
-    old = deployment.api.current_token()
-    assert _api_jti(deployment) == old.jti
-    new = deployment.rotate_api_token()
-    started = time.monotonic()  # from the moment the new token is in the file
-    wait_until(
-        lambda: _api_jti(deployment) == new.jti,
-        deployment.api_token_refresh_seconds * 3 + 5,
-        "the API service did not pick up the replaced token file",
-    )
-    return {"old": old, "new": new, "picked_up_seconds": round(time.monotonic() - started, 2)}
+    return manual_rotation
 
 
 @pytest.mark.conformance(
@@ -74,21 +57,16 @@ def test_old_token_stays_valid(check, deployment, rotated, token_review):
     profile="full",
     minutes=9,
 )
-def test_automatic_refresh(check, deployment):
+def test_automatic_refresh(check, deployment, real_time):
     check.fidelity = deployment.fidelity
-    first = deployment.api.current_token()
+    # The API service's token has been watched since the run started (suites/scenarios.py).
+    state = real_time.result("ROT-003", timeout=600 + 60)
+    first = state.first
     lifetime = first.claims["exp"] - first.claims["iat"]
-    wait_until(
-        lambda: _api_jti(deployment) != first.jti,
-        lifetime,
-        "no refresh within the token's lifetime",
-        max_interval=5.0,
-    )
-    refreshed_after = time.time() - first.claims["iat"]
-    answer = deployment.api.get("/")
+    refreshed_after = state.refreshed_at - first.claims["iat"]
     check.record("lifetime_seconds", lifetime)
     check.record("refreshed_after_seconds", round(refreshed_after, 1))
     check.record("refreshed_at_fraction", round(refreshed_after / lifetime, 3))
-    check.record("status", answer.status_code)
+    check.record("status", state.status)
     assert refreshed_after < lifetime
-    assert answer.status_code == 200
+    assert state.status == 200
