@@ -141,6 +141,14 @@ OPTIONS: tuple[Option, ...] = (
         default="fast",
         choices=("fast", "full"),
     ),
+    Option(
+        "--k8s-apt-mirror",
+        "k8s_apt_mirror",
+        "k8s_sa_apt_mirror",
+        "K8S_SA_APT_MIRROR",
+        "local-node: where the python image's Debian packages come from: a mirror URI, a one-line "
+        "'deb ...' entry or an apt sources file (default: this machine's own apt sources).",
+    ),
 )
 
 BY_DEST = {o.dest: o for o in OPTIONS}
@@ -240,4 +248,5 @@ def resolve(config: pytest.Config) -> Settings:
         kind_config=get(config, "kind_config"),
         kind_pod_subnet=get(config, "kind_pod_subnet"),
         kind_service_subnet=get(config, "kind_service_subnet"),
+        apt_mirror=get(config, "k8s_apt_mirror"),
     )

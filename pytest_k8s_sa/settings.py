@@ -36,3 +36,5 @@ class Settings:
     """The process whose death stops the started cluster's processes (None: the current one)."""
     shared: bool = False
     """A pytest-xdist worker: the cluster belongs to the whole run and is shared with other workers."""
+    apt_mirror: str | None = None
+    """local-node: where the python image's Debian packages come from (None: this machine's apt sources)."""

@@ -5,8 +5,9 @@
 * pause: the project's own Go program (``gobuild/pause``), alone in the image.
 * CoreDNS: the binary built from ``github.com/coredns/coredns`` v1.15.0, alone in the image.
 * python: Debian bookworm's ``python3`` (3.11, with ``python-is-python3`` so ``python`` works as in
-  the official image) by ``mmdebstrap --variant=essential`` from the Debian mirror, about 45 s once;
-  the archive is cached under ``~/.cache/pytest-k8s-sa/images``.
+  the official image) by ``mmdebstrap --variant=essential``, about 45 s once, from this machine's own
+  apt sources or the mirror named by ``--k8s-apt-mirror`` (:mod:`.aptsources`); the archive is cached
+  under ``~/.cache/pytest-k8s-sa/images``, keyed by those sources.
 
 The pause image is imported under a second name, :data:`PLACEHOLDER_ALIAS`
 (``resources.PLACEHOLDER_IMAGE``), so the placeholder pods the fixtures create actually run here.
@@ -30,6 +31,7 @@ from filelock import FileLock
 
 from ..paths import cache_root
 from ..resources import PLACEHOLDER_IMAGE
+from . import aptsources
 from .host import CommandError, NodeError, Runner
 
 PAUSE_IMAGE = "localhost/k8s-sa/pause:local"
@@ -38,7 +40,6 @@ COREDNS_IMAGE = "localhost/k8s-sa/coredns:v1.15.0"
 PYTHON_IMAGE = "localhost/k8s-sa/python:3.11-bookworm"
 """The workloads' image on the local node (Debian's python3; overridable in deploy_manifests)."""
 DEBIAN_SUITE = "bookworm"
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
 _EPOCH = "1970-01-01T00:00:00Z"
 _DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -160,16 +161,29 @@ def binary_image(binary: Path, names: Sequence[str], entrypoint: str) -> Path:
     )
 
 
-def python_image(runner: Runner | None = None, progress: Callable[[str], None] = print) -> Path:
-    """Debian bookworm with python3, as an OCI archive (mmdebstrap, once; then cached)."""
+def python_image(
+    runner: Runner | None = None, progress: Callable[[str], None] = print, apt_mirror: str | None = None
+) -> Path:
+    """Debian bookworm with python3, as an OCI archive (mmdebstrap, once per apt sources; then cached).
+
+    ``apt_mirror`` (else ``$K8S_SA_APT_MIRROR``, else this machine's apt sources): see :mod:`.aptsources`.
+    """
     run = runner or Runner()
     if shutil.which("mmdebstrap") is None:
         raise NodeError("mmdebstrap is needed to build the python image: `apt-get install -y mmdebstrap`")
+    sources = aptsources.resolve(DEBIAN_SUITE, apt_mirror)
 
     def build(out: Path) -> None:
-        progress(f"building the python image from Debian {DEBIAN_SUITE} with mmdebstrap (once, ~1 min) ...")
+        progress(
+            f"building the python image from Debian {DEBIAN_SUITE} ({sources.description}) with mmdebstrap "
+            "(once, ~1 min) ..."
+        )
         with tempfile.TemporaryDirectory(prefix="k8s-sa-python-", dir=out.parent) as tmp:
             rootfs = Path(tmp) / "rootfs.tar"
+            written = {}
+            for name, content in sources.files:
+                written[name] = Path(tmp) / name
+                written[name].write_text(content)
             try:
                 run(
                     "mmdebstrap",
@@ -181,13 +195,17 @@ def python_image(runner: Runner | None = None, progress: Callable[[str], None] =
                     "--dpkgopt=path-exclude=/usr/share/locale/*",
                     DEBIAN_SUITE,
                     str(rootfs),
-                    DEBIAN_MIRROR,
+                    *(str(written.get(arg, arg)) for arg in sources.args),
                     timeout=900,
                 )
             except CommandError as exc:
-                raise NodeError(f"building the python image failed: {exc}") from exc
+                raise NodeError(
+                    f"building the python image from {sources.description} failed: {exc}\n"
+                    "To use another mirror: --k8s-apt-mirror URI (or ini k8s_sa_apt_mirror, "
+                    f"${aptsources.APT_MIRROR_ENV})."
+                ) from exc
             config = ImageConfig(cmd=("python3",), env=(_DEFAULT_PATH, "LANG=C.UTF-8"))
             write_oci_archive(out, [PYTHON_IMAGE], rootfs.read_bytes(), config)
         progress(f"python image ready: {out} ({os.path.getsize(out) // 2**20} MiB)")
 
-    return _cached("python", f"{DEBIAN_SUITE}-1", build)
+    return _cached("python", f"{DEBIAN_SUITE}-{sources.key}", build)

@@ -109,6 +109,8 @@ class LocalNode:
     binaries: dict[str, Path]
     owner_pid: int | None = None
     runner: Runner = field(default_factory=Runner)
+    apt_mirror: str | None = None
+    """Where the python image's packages come from (None: this machine's apt sources)."""
     timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -224,7 +226,7 @@ class LocalNode:
             self.binaries["pause"], [images.PAUSE_IMAGE, images.PLACEHOLDER_ALIAS], "/pause"
         )
         coredns = images.binary_image(self.binaries["coredns"], [images.COREDNS_IMAGE], "/coredns")
-        return [pause, coredns, images.python_image(self.runner)]
+        return [pause, coredns, images.python_image(self.runner, apt_mirror=self.apt_mirror)]
 
     def _prepare_cgroups(self) -> None:
         """``/k8s-sa-node`` in every v1 hierarchy (the kubelet's cgroupRoot must exist)."""

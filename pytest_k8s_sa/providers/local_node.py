@@ -46,8 +46,10 @@ class LocalNodeProvider:
         bin_dir: str | None = None,
         owner_pid: int | None = None,
         keep: bool = False,
+        apt_mirror: str | None = None,
     ) -> None:
         self.version = version
+        self.apt_mirror = apt_mirror
         self.bin_dir = bin_dir
         self.owner_pid = owner_pid
         self.keep = keep
@@ -65,10 +67,12 @@ class LocalNodeProvider:
         binaries = find_binaries(self.version, self.bin_dir)
         node_bins = node_binaries(self.version)
         self.timings["binaries_seconds"] = round(time.monotonic() - started, 2)
-        node = LocalNode(self.workdir / "node", node_bins, owner_pid=self.owner_pid)
+        node = LocalNode(
+            self.workdir / "node", node_bins, owner_pid=self.owner_pid, apt_mirror=self.apt_mirror
+        )
         self.node = node
         try:
-            # Images first: the python image may need the Debian mirror, long before the node exists.
+            # Images first: the python image may need the apt sources, long before the node exists.
             node.image_archives()
             started = time.monotonic()
             node.start_network()  # sweeps a crashed run, then guard -> namespace

@@ -52,6 +52,7 @@ def _local_node(settings: Settings) -> Provider:
         bin_dir=settings.bin_dir,
         owner_pid=settings.owner_pid or os.getpid(),
         keep=settings.keep_cluster,
+        apt_mirror=settings.apt_mirror,
     )
 
 
