@@ -10,7 +10,7 @@ from pytest_k8s_sa.fixtures import SETTINGS_KEY
 def test_settings(request):
     s = request.config.stash[SETTINGS_KEY]
     print(f"SETTINGS provider={s.provider} kubeconfig={s.kubeconfig} keep={s.keep_cluster} "
-          f"keepns={s.keep_namespaces_on_failure} version={s.k8s_version}")
+          f"keepns={s.keep_namespaces_on_failure} version={s.k8s_version} apt={s.apt_mirror}")
 """
 
 
@@ -22,6 +22,7 @@ def settings_of(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
         "K8S_SA_KEEP_CLUSTER",
         "K8S_SA_VERSION",
         "K8S_SA_BIN_DIR",
+        "K8S_SA_APT_MIRROR",
     ):
         monkeypatch.delenv(var, raising=False)
     pytester.makepyfile(PRINT_SETTINGS)
@@ -50,6 +51,15 @@ def test_env_beats_ini_and_cli_beats_env(settings_of, pytester, monkeypatch):
     monkeypatch.setenv("K8S_SA_VERSION", "1.36.3")
     assert "version=1.36.3" in settings_of()
     assert "version=1.34.4" in settings_of("--k8s-version=1.34.4")
+
+
+def test_apt_mirror_from_ini_env_and_flag(settings_of, pytester, monkeypatch):
+    assert "apt=None" in settings_of()  # default: this machine's own apt sources
+    pytester.makeini("[pytest]\nk8s_sa_apt_mirror = /etc/own.sources\n")
+    assert "apt=/etc/own.sources" in settings_of()
+    monkeypatch.setenv("K8S_SA_APT_MIRROR", "http://env.test/debian")
+    assert "apt=http://env.test/debian" in settings_of()
+    assert "apt=http://flag.test/debian" in settings_of("--k8s-apt-mirror=http://flag.test/debian")
 
 
 def test_keep_cluster_from_env(settings_of, monkeypatch):
