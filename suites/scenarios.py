@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,15 +164,27 @@ class Refresh:
 
 
 class RealTime:
-    """The real-time scenarios of this run, each running in its own thread."""
+    """The real-time scenarios of this run, each in a daemon thread (a call hanging on a broken
+    cluster must never keep the run from ending)."""
+
+    JOIN_SECONDS = 15.0
 
     def __init__(self) -> None:
         self._stop = threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=len(REAL_TIME_CHECKS), thread_name_prefix="real-time")
-        self._futures: dict[str, Future[Any]] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._results: dict[str, Any] = {}
+        self._errors: dict[str, BaseException] = {}
 
     def start(self, check_id: str, scenario: Callable[[Callable[[], None]], Any]) -> None:
-        self._futures[check_id] = self._pool.submit(scenario, self._cancelled)
+        def run() -> None:
+            try:
+                self._results[check_id] = scenario(self._cancelled)
+            except BaseException as exc:  # handed to the check, which fails with it
+                self._errors[check_id] = exc
+
+        thread = threading.Thread(target=run, name=f"real-time {check_id}", daemon=True)
+        self._threads[check_id] = thread
+        thread.start()
 
     def _cancelled(self) -> None:
         if self._stop.is_set():
@@ -181,13 +192,20 @@ class RealTime:
 
     def result(self, check_id: str, timeout: float) -> Any:
         """What the scenario of ``check_id`` observed (waits for it; re-raises its failure)."""
-        if check_id not in self._futures:
+        thread = self._threads.get(check_id)
+        if thread is None:
             raise RuntimeError(f"{check_id}: its real-time scenario was not started with the run")
-        return self._futures[check_id].result(timeout=timeout)
+        thread.join(timeout)
+        if thread.is_alive():
+            raise TimeoutError(f"{check_id}: its real-time scenario did not end within {timeout:g} s")
+        if check_id in self._errors:
+            raise self._errors[check_id]
+        return self._results[check_id]
 
     def close(self) -> None:
         self._stop.set()
-        self._pool.shutdown(wait=True)
+        for thread in self._threads.values():
+            thread.join(self.JOIN_SECONDS)
 
 
 def _expiry(k8s_cluster, deployment) -> Callable[[Callable[[], None]], Expiry]:
