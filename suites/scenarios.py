@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -218,10 +219,17 @@ def _expiry(k8s_cluster, deployment) -> Callable[[Callable[[], None]], Expiry]:
         store_before=store_says(deployment, token.raw)[0],
     )
 
+    polls = itertools.count()
+
     def run(cancelled: Callable[[], None]) -> Expiry:
         def refused() -> bool:
             cancelled()
-            if review_token(api, token.raw, [deployment.audience]).authenticated:
+            # The apiserver caches a successful authentication for 10 s, keyed by token and
+            # audiences. A second, unique audience per poll makes every review a fresh validation,
+            # so the refusal is seen when exp + leeway has passed, not up to 10 s later. The token's
+            # own audience is still required: the review succeeds only through it.
+            audiences = [deployment.audience, f"k8s-sa-poll-{next(polls)}"]
+            if review_token(api, token.raw, audiences).authenticated:
                 return False
             state.refused_at = time.time()
             return True
