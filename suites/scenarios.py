@@ -11,6 +11,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+import requests
 
 from pytest_k8s_sa import resources
 from pytest_k8s_sa.tokens import BoundObject, Token, TokenReviewResult, request_token, review_token
@@ -141,7 +142,18 @@ def manual_rotation(deployment) -> dict[str, object] | None:
         deployment.api_token_refresh_seconds * 3 + 5,
         "the API service did not pick up the replaced token file",
     )
-    return {"old": old, "new": new, "picked_up_seconds": round(time.monotonic() - started, 2)}
+    picked_up = round(time.monotonic() - started, 2)
+    # A restarted kubelet (local-node) probes readiness afresh: until the secret store's probe
+    # passes again, its Service has no ready endpoint and the API service answers 502. Let the
+    # checks that follow start from a serving deployment.
+    wait_until(
+        lambda: deployment.api.get("/", timeout=5).status_code == 200,
+        120,
+        "the API service did not get 200 from the secret store again after the token was replaced",
+        max_interval=1.0,
+        ignore=(requests.RequestException,),
+    )
+    return {"old": old, "new": new, "picked_up_seconds": picked_up}
 
 
 @dataclass
