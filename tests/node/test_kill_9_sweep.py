@@ -38,10 +38,10 @@ from pytest_k8s_sa.deploy import deploy_manifests
 from pytest_k8s_sa.waiting import wait_until
 
 def test_up_then_block(k8s_cluster, k8s_names, tmp_path):
-    deployment = deploy_manifests(k8s_cluster, k8s_names, tmp_path)
-    assert deployment.api.get("/").status_code == 200
-    pathlib.Path(os.environ["K8S_SA_TEST_UP"]).write_text("up")
-    wait_until(lambda: False, 1800, "blocking until the outer test kills this run")
+    with deploy_manifests(k8s_cluster, k8s_names, tmp_path) as deployment:
+        assert deployment.api.get("/").status_code == 200
+        pathlib.Path(os.environ["K8S_SA_TEST_UP"]).write_text("up")
+        wait_until(lambda: False, 1800, "blocking until the outer test kills this run")
 """
 
 SECOND_RUN_CONFTEST = """
