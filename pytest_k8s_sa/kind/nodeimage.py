@@ -51,7 +51,7 @@ from ..binaries import (
     normalize_version,
 )
 from ..errors import BuildError
-from ..node import images
+from ..node import aptsources, images
 from ..paths import cache_root
 from ..resources import PLACEHOLDER_IMAGE
 
@@ -140,7 +140,9 @@ def debian_rootfs(name: str, variant: str, packages: Iterable[str], progress: Pr
     if shutil.which("mmdebstrap") is None:
         raise BuildError("mmdebstrap builds the node's Debian rootfs: `apt-get install -y mmdebstrap`.")
     wanted = sorted(packages)
-    key = _sha(images.DEBIAN_SUITE, variant, *wanted, "2")[:12]
+    # This machine's apt sources (or --k8s-apt-mirror's $K8S_SA_APT_MIRROR), part of the cache key.
+    sources = aptsources.resolve(images.DEBIAN_SUITE)
+    key = _sha(images.DEBIAN_SUITE, variant, *wanted, "2", sources.key)[:12]
     target = kind_dir() / f"rootfs-{name}-{key}.tar"
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
@@ -149,23 +151,27 @@ def debian_rootfs(name: str, variant: str, packages: Iterable[str], progress: Pr
         started = time.monotonic()
         progress(f"building the {name} rootfs from Debian {images.DEBIAN_SUITE} with mmdebstrap (once) ...")
         partial = target.with_suffix(".partial.tar")
-        _run(
-            [
-                "mmdebstrap",
-                "--quiet",
-                f"--variant={variant}",
-                "--aptopt=APT::Install-Recommends false",
-                f"--include={','.join(wanted)}",
-                "--dpkgopt=path-exclude=/usr/share/man/*",
-                "--dpkgopt=path-exclude=/usr/share/doc/*",
-                "--dpkgopt=path-exclude=/usr/share/locale/*",
-                images.DEBIAN_SUITE,
-                str(partial),
-                images.DEBIAN_MIRROR,
-            ],
-            f"mmdebstrap of the {name} rootfs",
-            timeout=1800,
-        )
+        sources_dir = Path(tempfile.mkdtemp(prefix=f"k8s-sa-{name}-sources-", dir=target.parent))
+        try:
+            _run(
+                [
+                    "mmdebstrap",
+                    "--quiet",
+                    f"--variant={variant}",
+                    "--aptopt=APT::Install-Recommends false",
+                    f"--include={','.join(wanted)}",
+                    "--dpkgopt=path-exclude=/usr/share/man/*",
+                    "--dpkgopt=path-exclude=/usr/share/doc/*",
+                    "--dpkgopt=path-exclude=/usr/share/locale/*",
+                    images.DEBIAN_SUITE,
+                    str(partial),
+                    *sources.mirror_args(sources_dir),
+                ],
+                f"mmdebstrap of the {name} rootfs ({sources.description})",
+                timeout=1800,
+            )
+        finally:
+            shutil.rmtree(sources_dir, ignore_errors=True)
         partial.rename(target)
         progress(
             f"{name} rootfs ready in {time.monotonic() - started:.0f}s "

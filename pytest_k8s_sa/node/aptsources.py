@@ -67,6 +67,14 @@ class AptSources:
     description: str
     key: str
 
+    def mirror_args(self, directory: Path) -> list[str]:
+        """mmdebstrap's MIRROR arguments, writing the sources files they name into ``directory``."""
+        written = {}
+        for name, content in self.files:
+            written[name] = directory / name
+            written[name].write_text(content)
+        return [str(written.get(arg, arg)) for arg in self.args]
+
 
 def parse_one_line(text: str) -> list[Stanza]:
     """``deb [opt=value ...] URI SUITE [COMPONENT ...]`` lines as stanzas (comments ignored)."""

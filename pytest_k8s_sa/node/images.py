@@ -180,10 +180,6 @@ def python_image(
         )
         with tempfile.TemporaryDirectory(prefix="k8s-sa-python-", dir=out.parent) as tmp:
             rootfs = Path(tmp) / "rootfs.tar"
-            written = {}
-            for name, content in sources.files:
-                written[name] = Path(tmp) / name
-                written[name].write_text(content)
             try:
                 run(
                     "mmdebstrap",
@@ -195,7 +191,7 @@ def python_image(
                     "--dpkgopt=path-exclude=/usr/share/locale/*",
                     DEBIAN_SUITE,
                     str(rootfs),
-                    *(str(written.get(arg, arg)) for arg in sources.args),
+                    *sources.mirror_args(Path(tmp)),
                     timeout=900,
                 )
             except CommandError as exc:
