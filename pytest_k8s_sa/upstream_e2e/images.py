@@ -27,8 +27,9 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from ..node import aptsources
 from ..node.host import CommandError, NodeError, Runner
-from ..node.images import DEBIAN_MIRROR, DEBIAN_SUITE, ImageConfig, _cached, _file_key, write_oci_archive
+from ..node.images import DEBIAN_SUITE, ImageConfig, _cached, _file_key, write_oci_archive
 
 LOCAL_REPO = "localhost/k8s-sa/e2e-test-images"
 """Where ``$KUBE_TEST_REPO_LIST`` points upstream's e2e image registry on clusters without one."""
@@ -58,8 +59,10 @@ def list_images(e2e_test: Path, repo_list: Path | None) -> dict[str, str]:
 
 
 def _mmdebstrap(runner: Runner, out: Path, *args: str) -> None:
+    """mmdebstrap from this machine's apt sources or ``$K8S_SA_APT_MIRROR`` (:mod:`..node.aptsources`)."""
+    mirrors = aptsources.resolve(DEBIAN_SUITE).mirror_args(out.parent)
     try:
-        runner("mmdebstrap", "--quiet", *args, DEBIAN_SUITE, str(out), DEBIAN_MIRROR, timeout=900)
+        runner("mmdebstrap", "--quiet", *args, DEBIAN_SUITE, str(out), *mirrors, timeout=900)
     except CommandError as exc:
         raise NodeError(f"building an e2e image with mmdebstrap failed: {exc}") from exc
     except FileNotFoundError:
@@ -95,7 +98,8 @@ def agnhost_image(
             config = ImageConfig(entrypoint=("/agnhost",), cmd=("pause",), env=(_PATH,))
             write_oci_archive(out, [name], rootfs.read_bytes(), config)
 
-    return _cached("agnhost", f"{_file_key(agnhost)}-{_safe(name)}", build)
+    sources = aptsources.resolve(DEBIAN_SUITE).key  # another mirror, another image
+    return _cached("agnhost", f"{_file_key(agnhost)}-{sources}-{_safe(name)}", build)
 
 
 def busybox_image(
@@ -140,7 +144,8 @@ def busybox_image(
             config = ImageConfig(cmd=("sh",), env=(_PATH,))
             write_oci_archive(out, [name], layer.getvalue(), config)
 
-    return _cached("busybox", f"{DEBIAN_SUITE}-1-{_safe(name)}", build)
+    sources = aptsources.resolve(DEBIAN_SUITE).key  # another mirror, another image
+    return _cached("busybox", f"{DEBIAN_SUITE}-1-{sources}-{_safe(name)}", build)
 
 
 _ETC: Mapping[str, str] = {
