@@ -170,8 +170,8 @@ def _pinned_module(version: str) -> Path | None:
     return path if (path / "go.mod").is_file() and (path / "go.sum").is_file() else None
 
 
-def _staging_modules(go: str, version: str, workdir: Path, env: Mapping[str, str]) -> list[str]:
-    """The ``k8s.io/*`` modules that kubernetes vX replaces with ./staging paths."""
+def _kubernetes_gomod(go: str, version: str, workdir: Path, env: Mapping[str, str]) -> str:
+    """The go.mod of ``k8s.io/kubernetes@v<version>`` (downloaded through the machine's Go settings)."""
     info = json.loads(
         _run(
             [go, "mod", "download", "-json", f"k8s.io/kubernetes@v{version}"],
@@ -180,23 +180,80 @@ def _staging_modules(go: str, version: str, workdir: Path, env: Mapping[str, str
             "Downloading k8s.io/kubernetes",
         )
     )
-    gomod = Path(info["GoMod"]).read_text()
+    return Path(info["GoMod"]).read_text()
+
+
+def _staging_modules(gomod: str) -> list[str]:
+    """The ``k8s.io/*`` modules that kubernetes vX replaces with ./staging paths."""
     return re.findall(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", gomod, flags=re.M)
 
 
-def write_wrapper_module(go: str, version: str, directory: Path, env: Mapping[str, str]) -> None:
-    """Write (and tidy) the wrapper go.mod for a version that has no pinned module in the package."""
-    minor = version.split(".")[1]
-    staging = _staging_modules(go, version, directory, env)
+CONTROL_PLANE_MODULE = "github.com/pytest-k8s-sa/k8s-build"
+NODE_MODULE = "github.com/pytest-k8s-sa/node-build"
+NODE_COMMANDS = ("kubelet", "kube-scheduler", "kube-proxy")
+
+
+def node_module_packages() -> tuple[str, ...]:
+    """The tools of a node wrapper module: the control plane's, so both resolve to the same
+    dependency versions, plus kubelet, kube-scheduler and kube-proxy."""
+    return (*COMPONENTS.values(), *(f"k8s.io/kubernetes/cmd/{name}" for name in NODE_COMMANDS))
+
+
+def write_wrapper_module(
+    go: str,
+    version: str,
+    directory: Path,
+    env: Mapping[str, str],
+    *,
+    module_path: str = CONTROL_PLANE_MODULE,
+    packages: tuple[str, ...] | None = None,
+) -> None:
+    """Write (and tidy) a wrapper go.mod requiring ``k8s.io/kubernetes v<version>``.
+
+    Used for a version with no pinned module in the package, and to pin one
+    (``benchmarks/versions.py --pin``). The ``godebug`` line of kubernetes' own go.mod is copied:
+    only the main module's counts, and it sets runtime defaults (TLS, x509) of the binaries.
+    """
+    minor, patch = version.split(".")[1:]
+    gomod = _kubernetes_gomod(go, version, directory, env)
+    staging = _staging_modules(gomod)
     if not staging:
         raise BuildError(f"Could not read the staging modules of k8s.io/kubernetes v{version}.")
-    tools = "\n".join(f"\t{pkg}" for pkg in COMPONENTS.values())
-    replaces = "\n".join(f"\t{m} => {m} v0.{minor}.{version.split('.')[2]}" for m in staging)
+    godebug = re.search(r"^godebug\s+.+$", gomod, flags=re.M)
+    tools = "\n".join(f"\t{pkg}" for pkg in (packages or tuple(COMPONENTS.values())))
+    replaces = "\n".join(f"\t{m} => {m} v0.{minor}.{patch}" for m in staging)
     (directory / "go.mod").write_text(
-        f"module github.com/pytest-k8s-sa/k8s-build\n\ngo 1.24.0\n\ntool (\n{tools}\n)\n\n"
-        f"require k8s.io/kubernetes v{version}\n\nreplace (\n{replaces}\n)\n"
+        f"module {module_path}\n\ngo 1.24.0\n\n"
+        + (f"{godebug[0]}\n\n" if godebug else "")
+        + f"tool (\n{tools}\n)\n\nrequire k8s.io/kubernetes v{version}\n\nreplace (\n{replaces}\n)\n"
     )
     _run([go, "mod", "tidy"], directory, env, "go mod tidy of the wrapper module")
+
+
+def pin_wrapper_modules(
+    version: str, *, node: bool = True, progress: Progress = _stderr_progress
+) -> list[Path]:
+    """Write ``gobuild/v<version>`` (and ``gobuild/node-v<version>``) into this package, so later
+    builds of that version use a reviewed, pinned go.sum instead of whatever ``go mod tidy`` finds.
+
+    Existing pinned modules are left alone. Returns the folders written."""
+    version = normalize_version(version)
+    go, env = _go(), {**os.environ, "CGO_ENABLED": "0"}
+    root = Path(__file__).parent / "gobuild"
+    wanted: list[tuple[Path, str, tuple[str, ...] | None]] = [
+        (root / f"v{version}", CONTROL_PLANE_MODULE, None)
+    ]
+    if node:
+        wanted.append((root / f"node-v{version}", NODE_MODULE, node_module_packages()))
+    written = []
+    for directory, module_path, packages in wanted:
+        if (directory / "go.mod").is_file() and (directory / "go.sum").is_file():
+            continue
+        progress(f"pinning {directory.name}: go mod tidy ...")
+        directory.mkdir(parents=True, exist_ok=True)
+        write_wrapper_module(go, version, directory, env, module_path=module_path, packages=packages)
+        written.append(directory)
+    return written
 
 
 def _ldflags(version: str) -> str:
@@ -352,7 +409,7 @@ def _node_sets(version: str) -> dict[str, ComponentSet]:
             f"node-v{version}",
             tuple(
                 GoTool(name, f"k8s.io/kubernetes/cmd/{name}", "selinux,notest", kube_ldflags)
-                for name in ("kubelet", "kube-scheduler", "kube-proxy")
+                for name in NODE_COMMANDS
             ),
         ),
         # Tags as in containerd's Makefile; btrfs needs cgo and is left out.
@@ -407,6 +464,30 @@ def node_binaries(
     return found
 
 
+def resolved_node_module(version: str, *, progress: Progress = _stderr_progress) -> Path:
+    """A node wrapper module for a version with none pinned in the package: resolved once with
+    ``go mod tidy`` into ``<cache>/gobuild/node-v<version>`` (under a file lock) and reused."""
+    version = normalize_version(version)
+    target = cache_root() / "gobuild" / f"node-v{version}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "go.mod").is_file() and (target / "go.sum").is_file():
+            return target
+        progress(f"no pinned node wrapper module for v{version}; resolving one with `go mod tidy`")
+        go, env = _go(), {**os.environ, "CGO_ENABLED": "0"}
+        staging = Path(tempfile.mkdtemp(prefix=f"node-v{version}.", dir=target.parent))
+        try:
+            write_wrapper_module(
+                go, version, staging, env, module_path=NODE_MODULE, packages=node_module_packages()
+            )
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def _module_digest(module: Path) -> str:
     import hashlib
 
@@ -422,6 +503,8 @@ def build_component_set(
 ) -> Path:
     """Build one component set into ``<cache>/node/<name>-<module digest>``, under a file lock."""
     module = Path(__file__).parent / "gobuild" / components.module
+    if not (module / "go.mod").is_file() and components.module.startswith("node-v"):
+        module = resolved_node_module(components.module.removeprefix("node-v"), progress=progress)
     if not (module / "go.mod").is_file():
         raise BuildError(f"The wrapper module {module} is missing (package data not installed?).")
     target = cache_root() / "node" / f"{components.name}-{_module_digest(module)}"

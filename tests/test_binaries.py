@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -89,6 +91,36 @@ def test_pinned_wrapper_module_ships_with_the_package():
     gomod = (module / "go.mod").read_text()
     assert f"k8s.io/kubernetes v{binaries.DEFAULT_K8S_VERSION}" in gomod
     assert "k8s.io/client-go => k8s.io/client-go v0.37.2" in gomod
+
+
+def _pinned_versions():
+    root = Path(binaries.__file__).parent / "gobuild"
+    named = (re.fullmatch(r"(?:node-)?v(1\.\d+\.\d+)", d.name) for d in root.iterdir())
+    return sorted({match[1] for match in named if match})
+
+
+@pytest.mark.parametrize("version", _pinned_versions())
+def test_every_pinned_module_builds_the_version_it_is_named_after(version):
+    """A pinned wrapper (control plane, and node when present) requires exactly its kubernetes
+    version, replaces every staging module with the matching v0.MINOR.PATCH and lists its tools."""
+    minor, patch = version.split(".")[1:]
+    root = Path(binaries.__file__).parent / "gobuild"
+    control = root / f"v{version}"
+    assert (control / "go.mod").is_file()
+    assert (control / "go.sum").is_file()
+    folders = {control: binaries.COMPONENTS.values()}
+    if (root / f"node-v{version}").is_dir():
+        folders[root / f"node-v{version}"] = binaries.node_module_packages()
+    for folder, packages in folders.items():
+        gomod = (folder / "go.mod").read_text()
+        required = rf"^\s*(require\s+)?k8s\.io/kubernetes v{re.escape(version)}( //.*)?$"
+        assert re.search(required, gomod, flags=re.M), folder
+        replaced = re.findall(r"^\s*(k8s\.io/[\w.-]+) => \1 (v\S+)$", gomod, flags=re.M)
+        assert replaced, folder
+        assert {v for _, v in replaced} == {f"v0.{minor}.{patch}"}, folder
+        for package in packages:
+            assert f"\t{package}\n" in gomod, (folder, package)
+        assert (folder / "go.sum").stat().st_size > 0
 
 
 def test_cli_build_with_a_bad_version_exits_2_without_traceback():
