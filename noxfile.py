@@ -121,3 +121,15 @@ def bench(session: nox.Session) -> None:
         session.run("python", "benchmarks/node.py")
     else:
         session.log("benchmarks/node.py skipped: the local-node provider needs root on Linux")
+
+
+@nox.session(python=PYTHON)
+def versions(session: nox.Session) -> None:
+    """Versions proven: build the latest patch of each of 1.34-1.37 and run the fast profile on it.
+
+    `nox -s versions` runs on local; `nox -s versions -- --providers local,local-node` adds a real
+    node (Linux, root). Results in benchmarks/results/versions.json; not part of CI (one build each,
+    several minutes per version). Options: `python benchmarks/versions.py --help`.
+    """
+    session.install("-e", ".[test]")
+    session.run("python", "benchmarks/versions.py", *session.posargs)

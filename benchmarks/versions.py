@@ -1,0 +1,205 @@
+"""Versions proven: `python benchmarks/versions.py [--providers local,local-node]` (or `nox -s versions`).
+
+For the latest patch of each supported minor (1.34-1.37) that the Go module proxy offers
+(``go list -m -versions k8s.io/kubernetes`` with the machine's Go settings), one version at a time:
+
+1. build the control plane (``k8s-sa build --k8s-version X``, a subprocess so its progress shows)
+   and record the seconds (``cached`` when the binaries were already there: then the figure is not
+   a build time);
+2. run the conformance ``fast`` profile on each provider asked for (``pytest suites --k8s-version X``,
+   a plain subprocess) and record exit code, seconds, the report's summary and each check's outcome;
+   for local-node, the node components (kubelet, kube-proxy, kube-scheduler: their own wrapper
+   module per version) are built first and timed separately.
+
+Results are merged into ``benchmarks/results/versions.json`` (keyed by version and provider, so a
+sweep can be resumed or extended); the full reports land next to it in ``results/versions/``.
+BENCHMARKS.md and README quote them by hand. Builds are CPU heavy: run it on a quiet machine, and
+expect several minutes per version with a cold Go build cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pytest_k8s_sa.binaries import (
+    COMPONENTS,
+    SUPPORTED_MINORS,
+    node_binaries,
+    normalize_version,
+    pin_wrapper_modules,
+    version_cache_dir,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+PROVIDERS = ("local", "local-node")
+
+
+def latest_patches() -> list[str]:
+    """The newest published patch of every supported minor, as the machine's Go settings see them."""
+    go = shutil.which("go")
+    if go is None:
+        raise SystemExit("`go` is not on PATH: install Go 1.26 or newer to build Kubernetes.")
+    proc = subprocess.run(
+        [go, "list", "-m", "-versions", "k8s.io/kubernetes"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"`go list -m -versions k8s.io/kubernetes` failed:\n{proc.stderr.strip()}")
+    newest: dict[int, tuple[int, int]] = {}
+    for tag in proc.stdout.split()[1:]:
+        match = re.fullmatch(r"v1\.(\d+)\.(\d+)", tag)  # releases only, no -alpha/-rc
+        if match and int(match[1]) in SUPPORTED_MINORS:
+            minor, patch = int(match[1]), int(match[2])
+            newest[minor] = max(newest.get(minor, (minor, patch)), (minor, patch))
+    return [f"1.{minor}.{patch}" for minor, patch in sorted(newest.values())]
+
+
+def _cached(version: str) -> bool:
+    return all((version_cache_dir(version) / name).is_file() for name in COMPONENTS)
+
+
+def build_control_plane(version: str) -> dict[str, Any]:
+    cached = _cached(version)
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_k8s_sa.cli", "build", "--k8s-version", version], check=False
+    )
+    return {
+        "ok": proc.returncode == 0,
+        "seconds": round(time.perf_counter() - started, 1),
+        "cached": cached,
+    }
+
+
+def build_node(version: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        node_binaries(version)
+    except Exception as exc:  # a BuildError, reported in the results rather than ending the sweep
+        return {"ok": False, "seconds": round(time.perf_counter() - started, 1), "error": str(exc)[-2000:]}
+    return {"ok": True, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def run_suite(version: str, provider: str, profile: str) -> dict[str, Any]:
+    """``pytest suites`` as a plain subprocess (the kubernetes client does not survive pytester)."""
+    report = RESULTS / "versions" / f"{provider}-v{version}.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.unlink(missing_ok=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "suites",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--k8s-version",
+        version,
+        "--k8s-provider",
+        provider,
+        "--conformance-profile",
+        profile,
+        "--conformance-report",
+        str(report),
+    ]
+    started = time.perf_counter()
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+    result: dict[str, Any] = {
+        "exit_code": proc.returncode,
+        "seconds": round(time.perf_counter() - started, 1),
+        "report": str(report.relative_to(ROOT)),
+    }
+    if report.is_file():
+        data = json.loads(report.read_text())
+        result["server_version"] = data.get("server_version")
+        result["summary"] = data.get("summary")
+        result["checks"] = {c["id"]: c["outcome"] for c in data.get("checks", [])}
+        result["skipped_because"] = {
+            c["id"]: c.get("message") for c in data.get("checks", []) if c["outcome"] == "skipped"
+        }
+    if proc.returncode != 0:
+        result["output_tail"] = (proc.stdout + proc.stderr)[-4000:]
+    return result
+
+
+def _load() -> dict[str, Any]:
+    path = RESULTS / "versions.json"
+    return json.loads(path.read_text()) if path.is_file() else {"versions": {}}
+
+
+def _save(results: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "versions.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--versions", help="comma-separated, e.g. 1.34.4,1.37.2 (default: latest patch of each minor)"
+    )
+    parser.add_argument("--providers", default="local", help=f"comma-separated of {', '.join(PROVIDERS)}")
+    parser.add_argument("--profile", default="fast", choices=("fast", "full"))
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="first write pinned wrapper modules (pytest_k8s_sa/gobuild/vX, node-vX) for versions without",
+    )
+    args = parser.parse_args()
+    providers = [p for p in args.providers.split(",") if p]
+    if unknown := set(providers) - set(PROVIDERS):
+        parser.error(f"unknown provider(s) {', '.join(sorted(unknown))}; choose from {', '.join(PROVIDERS)}")
+    versions = [normalize_version(v) for v in args.versions.split(",")] if args.versions else latest_patches()
+    print(f"versions: {', '.join(versions)}; providers: {', '.join(providers)}", flush=True)
+    results = _load()
+    results["machine"] = (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+    failed = False
+    for version in versions:
+        entry: dict[str, Any] = results["versions"].setdefault(version, {})
+        entry["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if args.pin:
+            entry["pinned"] = [p.name for p in pin_wrapper_modules(version, node="local-node" in providers)]
+        print(f"== v{version}: building the control plane", flush=True)
+        entry["build"] = build_control_plane(version)
+        _save(results)
+        if not entry["build"]["ok"]:
+            failed = True
+            continue
+        for provider in providers:
+            run: dict[str, Any] = {}
+            if provider == "local-node":
+                print(f"== v{version}: building the node components", flush=True)
+                run["node_build"] = build_node(version)
+                if not run["node_build"]["ok"]:
+                    entry[provider] = run
+                    failed = True
+                    _save(results)
+                    continue
+            print(f"== v{version}: {args.profile} profile on {provider}", flush=True)
+            run.update(run_suite(version, provider, args.profile))
+            entry[provider] = run
+            failed |= run["exit_code"] != 0
+            print(f"   exit {run['exit_code']} in {run['seconds']} s: {run.get('summary')}", flush=True)
+            _save(results)
+    print(json.dumps({v: results["versions"][v] for v in versions}, indent=2, default=str)[:6000])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
