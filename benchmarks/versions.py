@@ -77,6 +77,7 @@ def _cached(version: str) -> bool:
 
 def build_control_plane(version: str) -> dict[str, Any]:
     cached = _cached(version)
+    load = os.getloadavg()[0]  # the machine may be shared: say how busy it was
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "pytest_k8s_sa.cli", "build", "--k8s-version", version], check=False
@@ -85,6 +86,7 @@ def build_control_plane(version: str) -> dict[str, Any]:
         "ok": proc.returncode == 0,
         "seconds": round(time.perf_counter() - started, 1),
         "cached": cached,
+        "load_before": round(load, 1),
     }
 
 
@@ -172,12 +174,23 @@ def _run_suite_once(version: str, provider: str, profile: str) -> dict[str, Any]
     return result
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def _load() -> dict[str, Any]:
     path = RESULTS / "versions.json"
     return json.loads(path.read_text()) if path.is_file() else {"versions": {}}
 
 
-def _save(results: dict[str, Any]) -> None:
+def _save(version: str, entry: dict[str, Any]) -> None:
+    """Merge one version's entry into the file as it is now (another sweep may be writing others)."""
+    results = _load()
+    results["machine"] = (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+    results["versions"].setdefault(version, {}).update(entry)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "versions.json").write_text(json.dumps(results, indent=2) + "\n")
 
@@ -206,35 +219,30 @@ def main() -> int:
         parser.error(f"unknown provider(s) {', '.join(sorted(unknown))}; choose from {', '.join(PROVIDERS)}")
     versions = [normalize_version(v) for v in args.versions.split(",")] if args.versions else latest_patches()
     print(f"versions: {', '.join(versions)}; providers: {', '.join(providers)}", flush=True)
-    results = _load()
-    results["machine"] = (
-        f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
-        f"Python {platform.python_version()}"
-    )
     failed = False
     for version in versions:
-        entry: dict[str, Any] = results["versions"].setdefault(version, {})
-        entry["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        entry: dict[str, Any] = _load()["versions"].get(version, {})
         if args.pin:
             entry["pinned"] = [p.name for p in pin_wrapper_modules(version, node="local-node" in providers)]
         print(f"== v{version}: building the control plane", flush=True)
         build = build_control_plane(version)
+        build["date"] = _now()
         if build["cached"] and entry.get("build", {}).get("cached") is False:
             build = {**entry["build"], "cached_since": True}  # keep the figure of the real build
         entry["build"] = build
-        _save(results)
+        _save(version, entry)
         if not entry["build"]["ok"]:
             failed = True
             continue
         for provider in providers:
-            run: dict[str, Any] = {}
+            run: dict[str, Any] = {"date": _now(), "load_before": round(os.getloadavg()[0], 1)}
             if provider == "local-node":
                 print(f"== v{version}: building the node components", flush=True)
                 run["node_build"] = build_node(version)
                 if not run["node_build"]["ok"]:
                     entry[provider] = run
                     failed = True
-                    _save(results)
+                    _save(version, entry)
                     continue
             print(f"== v{version}: {args.profile} profile on {provider}", flush=True)
             run.update(run_suite(version, provider, args.profile, args.node_wait))
@@ -243,8 +251,9 @@ def main() -> int:
             print(
                 f"   exit {run.get('exit_code')} in {run.get('seconds')} s: {run.get('summary')}", flush=True
             )
-            _save(results)
-    print(json.dumps({v: results["versions"][v] for v in versions}, indent=2, default=str)[:6000])
+            _save(version, entry)
+    summary = {v: {k: e.get(k) for k in ("build", *providers)} for v, e in _load()["versions"].items()}
+    print(json.dumps(summary, indent=2, default=str)[:6000])
     return 1 if failed else 0
 
 
