@@ -178,21 +178,23 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _load() -> dict[str, Any]:
-    path = RESULTS / "versions.json"
+RESULTS_FILE = RESULTS / "versions.json"
+
+
+def _load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {"versions": {}}
 
 
-def _save(version: str, entry: dict[str, Any]) -> None:
+def _save(path: Path, version: str, entry: dict[str, Any]) -> None:
     """Merge one version's entry into the file as it is now (another sweep may be writing others)."""
-    results = _load()
+    results = _load(path)
     results["machine"] = (
         f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
         f"Python {platform.python_version()}"
     )
     results["versions"].setdefault(version, {}).update(entry)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "versions.json").write_text(json.dumps(results, indent=2) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def main() -> int:
@@ -213,7 +215,9 @@ def main() -> int:
         default=1800,
         help="seconds to wait for another run's local node to finish (one node per machine)",
     )
+    parser.add_argument("--results", type=Path, default=RESULTS_FILE, help="default %(default)s")
     args = parser.parse_args()
+    results_file: Path = args.results.resolve()
     providers = [p for p in args.providers.split(",") if p]
     if unknown := set(providers) - set(PROVIDERS):
         parser.error(f"unknown provider(s) {', '.join(sorted(unknown))}; choose from {', '.join(PROVIDERS)}")
@@ -221,7 +225,7 @@ def main() -> int:
     print(f"versions: {', '.join(versions)}; providers: {', '.join(providers)}", flush=True)
     failed = False
     for version in versions:
-        entry: dict[str, Any] = _load()["versions"].get(version, {})
+        entry: dict[str, Any] = _load(results_file)["versions"].get(version, {})
         if args.pin:
             entry["pinned"] = [p.name for p in pin_wrapper_modules(version, node="local-node" in providers)]
         print(f"== v{version}: building the control plane", flush=True)
@@ -230,7 +234,7 @@ def main() -> int:
         if build["cached"] and entry.get("build", {}).get("cached") is False:
             build = {**entry["build"], "cached_since": True}  # keep the figure of the real build
         entry["build"] = build
-        _save(version, entry)
+        _save(results_file, version, entry)
         if not entry["build"]["ok"]:
             failed = True
             continue
@@ -242,7 +246,7 @@ def main() -> int:
                 if not run["node_build"]["ok"]:
                     entry[provider] = run
                     failed = True
-                    _save(version, entry)
+                    _save(results_file, version, entry)
                     continue
             print(f"== v{version}: {args.profile} profile on {provider}", flush=True)
             run.update(run_suite(version, provider, args.profile, args.node_wait))
@@ -251,8 +255,10 @@ def main() -> int:
             print(
                 f"   exit {run.get('exit_code')} in {run.get('seconds')} s: {run.get('summary')}", flush=True
             )
-            _save(version, entry)
-    summary = {v: {k: e.get(k) for k in ("build", *providers)} for v, e in _load()["versions"].items()}
+            _save(results_file, version, entry)
+    summary = {
+        v: {k: e.get(k) for k in ("build", *providers)} for v, e in _load(results_file)["versions"].items()
+    }
     print(json.dumps(summary, indent=2, default=str)[:6000])
     return 1 if failed else 0
 
