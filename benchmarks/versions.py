@@ -128,9 +128,10 @@ def run_suite(version: str, provider: str, profile: str, node_wait: float) -> di
         if provider == "local-node" and not wait_for_node_lock(deadline):
             return {"exit_code": None, "error": f"the local-node lock stayed held for {node_wait:.0f} s"}
         result = _run_suite_once(version, provider, profile)
-        busy = NODE_BUSY in result.get("output_tail", "")
-        if not (provider == "local-node" and busy and time.monotonic() < deadline):
+        busy = result.pop("node_busy")
+        if not (busy and time.monotonic() < deadline):
             return result
+        print("   refused: another local node started first; waiting for it", flush=True)
 
 
 def _run_suite_once(version: str, provider: str, profile: str) -> dict[str, Any]:
@@ -169,6 +170,7 @@ def _run_suite_once(version: str, provider: str, profile: str) -> dict[str, Any]
         result["skipped_because"] = {
             c["id"]: c.get("message") for c in data.get("checks", []) if c["outcome"] == "skipped"
         }
+    result["node_busy"] = provider == "local-node" and NODE_BUSY in proc.stdout + proc.stderr
     if proc.returncode != 0:
         result["output_tail"] = (proc.stdout + proc.stderr)[-4000:]
     return result
