@@ -14,7 +14,10 @@ For the latest patch of each supported minor (1.34-1.37) that the Go module prox
 Results are merged into ``benchmarks/results/versions.json`` (keyed by version and provider, so a
 sweep can be resumed or extended); the full reports land next to it in ``results/versions/``.
 BENCHMARKS.md and README quote them by hand. Builds are CPU heavy: run it on a quiet machine, and
-expect several minutes per version with a cold Go build cache.
+expect several minutes per version with a cold Go build cache. ``--pin`` first writes pinned wrapper
+modules into ``pytest_k8s_sa/gobuild/`` for versions that have none (commit them once proven).
+local-node allows one node per machine: a run finding another one waits for it (``--node-wait``).
+Not part of CI, which builds and proves the default version only.
 """
 
 from __future__ import annotations
