@@ -17,6 +17,7 @@ import pytest
 from . import resources, tokens
 from .cluster import Cluster
 from .settings import Settings
+from .sut import Sut
 from .tokens import BoundObject, Token, TokenReviewResult, raw_token, request_token, review_token
 from .types import LegacyToken, Names, PodRef, ServiceAccountRef
 
@@ -24,6 +25,8 @@ SETTINGS_KEY = pytest.StashKey[Settings]()
 CLUSTER_KEY = pytest.StashKey[Cluster]()
 RUN_ID_KEY = pytest.StashKey[str]()
 FAILED_KEY = pytest.StashKey[bool]()
+SUT_KEY = pytest.StashKey[Sut]()
+"""The system under test of this run (``--sut``; the built-in reference description without it)."""
 
 __all__ = [  # the plain types live in .types (no pytest); re-exported for existing imports
     "LegacyToken",

@@ -14,6 +14,7 @@ import contextlib
 import importlib.metadata
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -149,6 +150,23 @@ OPTIONS: tuple[Option, ...] = (
         "local-node: where the python image's Debian packages come from: a mirror URI, a one-line "
         "'deb ...' entry or an apt sources file (default: this machine's own apt sources).",
     ),
+    Option(
+        "--sut",
+        "sut",
+        "k8s_sa_sut",
+        "K8S_SA_SUT",
+        "System under test: a YAML file naming the callee (and optional caller) the conformance suite "
+        "judges; without it, this project's reference workloads.",
+    ),
+    Option(
+        "--conformance-strict",
+        "conformance_strict",
+        "k8s_sa_conformance_strict",
+        "K8S_SA_CONFORMANCE_STRICT",
+        "Failed `should`-level checks fail the run too (by default they are reported only).",
+        is_bool=True,
+        default=False,
+    ),
 )
 
 BY_DEST = {o.dest: o for o in OPTIONS}
@@ -250,3 +268,20 @@ def resolve(config: pytest.Config) -> Settings:
         kind_service_subnet=get(config, "kind_service_subnet"),
         apt_mirror=get(config, "k8s_apt_mirror"),
     )
+
+
+def sut_path(config: pytest.Config) -> Path | None:
+    """The SUT file: ``--sut``/``$K8S_SA_SUT`` relative to the invocation folder, the ini key relative
+    to the ini file's folder (so a project can commit ``k8s_sa_sut = ci/sut.yaml``)."""
+    option = BY_DEST["sut"]
+    cli = config.getoption("sut", default=None)
+    if cli:
+        return Path(config.invocation_params.dir, cli).expanduser()
+    env = os.environ.get(option.env)
+    if env:
+        return Path(config.invocation_params.dir, env).expanduser()
+    ini = config.getini(option.ini)
+    if ini:
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return Path(base, str(ini)).expanduser()
+    return None

@@ -25,6 +25,7 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
     FAILED_KEY,
     RUN_ID_KEY,
     SETTINGS_KEY,
+    SUT_KEY,
     k8s_client,
     k8s_names,
     k8s_namespace,
@@ -39,6 +40,7 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
 from .providers.base import Provider
 from .providers.local import stop_shared
 from .providers.registry import build_provider
+from .sut import SutError, load, reference
 
 LOG_TAIL_LINES = 40
 
@@ -60,6 +62,11 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = options.resolve(config)
+    sut_file = options.sut_path(config)
+    try:
+        config.stash[SUT_KEY] = load(sut_file) if sut_file is not None else reference()
+    except SutError as exc:
+        raise pytest.UsageError(str(exc)) from None
     if _is_xdist_worker(config):
         run_id = config.workerinput.get("k8s_sa_run_id") or config.workerinput["testrunuid"][:8]  # type: ignore[attr-defined]
     else:
