@@ -1,7 +1,7 @@
 """Conformance checks: stable IDs, recorded evidence, fidelity, profiles, and a JSON report.
 
-A check is a test marked ``@pytest.mark.conformance("REV-001", "title", profile="fast")`` that
-records what it saw through the ``check`` fixture::
+A check is a test marked ``@pytest.mark.conformance("REV-001", "title", profile="fast", level="must")``
+that records what it saw through the ``check`` fixture::
 
     def test_x(check):
         check.record("status", 403)
@@ -11,6 +11,12 @@ Evidence travels in the test report's ``user_properties``, so it survives pytest
 up in JUnit XML as well (``conformance_id``). The report (``--conformance-report PATH``) follows
 :data:`REPORT_SCHEMA`; a CI gate can fail on ``summary.failed > 0`` or on any check whose
 fidelity is not ``real``.
+
+Levels, as in Gateway API conformance: ``must`` checks are what every implementation has to do; a
+failed one fails the run. ``should`` checks are recommended behaviour (403 rather than 401 wording, 503
+rather than another 5xx when the TokenReview API is unavailable, a generic body): a failure is reported
+(outcome ``failed``, shown as xfailed by pytest) but does not change the exit code unless
+``--conformance-strict`` is given.
 """
 
 from __future__ import annotations
@@ -24,23 +30,30 @@ from typing import Any
 import pytest
 
 from . import options
-from .fixtures import CLUSTER_KEY
+from .fixtures import CLUSTER_KEY, SUT_KEY
 
 PROFILES = ("fast", "full")
 FIDELITIES = ("real", "emulated-kubelet")
+LEVELS = ("must", "should")
 EVIDENCE_PROPERTY = "conformance_evidence"
-REPORT_VERSION = 1
+SHOULD_FAILED_PROPERTY = "conformance_should_failed"
+REPORT_VERSION = 2
 REPORT_SCHEMA = {
-    "version": "int: report format version (1)",
+    "version": "int: report format version (2: adds implementation, sut_digest, level, summary_by_level)",
     "generated_at": "str: ISO 8601 UTC",
     "provider": "str: local | kind | kubeconfig",
     "server_version": "str: the apiserver's gitVersion",
     "issuer": "str: service-account issuer",
     "api_audiences": "list[str]",
     "profile": "str: fast | full",
-    "summary": "{passed, failed, skipped, emulated}: counts",
-    "checks": "list of {id, title, outcome: passed|failed|skipped, seconds, fidelity: real|emulated-kubelet, "
-    "evidence: object, message: str|null}",
+    "implementation": "{name, version: str|null, url: str|null}: from the SUT file (or the reference)",
+    "sut_digest": "str: sha256:<hex> of the SUT file's bytes (built-in reference: of its description)",
+    "sut_file": "str|null: the SUT file's path (null: the built-in reference workloads)",
+    "strict": "bool: should-level failures fail the run (--conformance-strict)",
+    "summary": "{passed, failed, skipped, emulated}: counts over all levels",
+    "summary_by_level": "{must: {passed, failed, skipped}, should: {passed, failed, skipped}}",
+    "checks": "list of {id, title, level: must|should, outcome: passed|failed|skipped, seconds, "
+    "fidelity: real|emulated-kubelet, evidence: object, message: str|null}",
 }
 
 
@@ -69,13 +82,22 @@ def _marker(item: pytest.Item) -> pytest.Mark | None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "conformance(id, title, profile='fast', minutes=None): a conformance check with a stable ID",
+        "conformance(id, title, profile='fast', minutes=None, level='must'): a conformance check with a "
+        "stable ID; level must (fails the gate) or should (reported; fails only with --conformance-strict)",
     )
     config.pluginmanager.register(Reporter(config), "k8s-sa-conformance-reporter")
 
 
 def profile_of(config: pytest.Config) -> str:
     return str(options.get(config, "conformance_profile") or "fast")
+
+
+def strict_of(config: pytest.Config) -> bool:
+    return bool(options.get(config, "conformance_strict"))
+
+
+def level_of(mark: pytest.Mark) -> str:
+    return str(mark.kwargs.get("level", "must"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -91,6 +113,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 f"conformance id {check_id} is used by {seen[check_id]} and {item.nodeid}"
             )
         seen[check_id] = item.nodeid
+        if level_of(mark) not in LEVELS:
+            raise pytest.UsageError(
+                f"{item.nodeid}: level {level_of(mark)!r} is not one of {', '.join(LEVELS)}"
+            )
         item.user_properties.append(("conformance_id", check_id))
         if mark.kwargs.get("profile", "fast") == "full" and profile != "full":
             minutes = mark.kwargs.get("minutes", "several")
@@ -131,9 +157,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             "issuer": cluster.issuer,
             "api_audiences": cluster.api_audiences,
         }
+    level = level_of(mark)
+    if level == "should" and report.failed and report.when == "call" and not strict_of(item.config):
+        # Reported as a failed check, but not a failed test: the run's exit code ignores it.
+        message = str(report.longrepr).splitlines()[-1][:500] if report.longrepr else "failed"
+        report.user_properties.append((SHOULD_FAILED_PROPERTY, message))
+        report.outcome = "skipped"
+        report.wasxfail = f"should-level check failed (not fatal without --conformance-strict): {message}"
     payload = {
         "id": entry.id,
         "title": entry.title,
+        "level": level,
         "fidelity": entry.fidelity,
         "evidence": entry.evidence,
         "context": context,
@@ -160,6 +194,7 @@ class Reporter:
             {
                 "id": payload["id"],
                 "title": payload["title"],
+                "level": payload.get("level", "must"),
                 "outcome": "passed",
                 "seconds": 0.0,
                 "fidelity": payload["fidelity"],
@@ -172,7 +207,10 @@ class Reporter:
         entry["evidence"].update(payload["evidence"])
         entry["fidelity"] = payload["fidelity"]
         entry["context"] = payload["context"] or entry["context"]
-        if report.failed:
+        if SHOULD_FAILED_PROPERTY in props:
+            entry["outcome"] = "failed"
+            entry["message"] = str(props[SHOULD_FAILED_PROPERTY])
+        elif report.failed:
             entry["outcome"] = "failed"
             entry["message"] = str(report.longrepr).splitlines()[-1][:500] if report.longrepr else None
         elif report.skipped and entry["outcome"] != "failed":
@@ -185,6 +223,14 @@ class Reporter:
         context: dict[str, Any] = next((c["context"] for c in checks if c["context"]), {})
         counts = {o: sum(1 for c in checks if c["outcome"] == o) for o in ("passed", "failed", "skipped")}
         counts["emulated"] = sum(1 for c in checks if c["fidelity"] != "real" and c["outcome"] == "passed")
+        by_level = {
+            level: {
+                o: sum(1 for c in checks if c["level"] == level and c["outcome"] == o)
+                for o in ("passed", "failed", "skipped")
+            }
+            for level in LEVELS
+        }
+        sut = self.config.stash.get(SUT_KEY, None)
         return {
             "version": REPORT_VERSION,
             "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -193,7 +239,12 @@ class Reporter:
             "issuer": context.get("issuer"),
             "api_audiences": context.get("api_audiences"),
             "profile": profile_of(self.config),
+            "implementation": sut.implementation.as_dict() if sut else None,
+            "sut_digest": sut.digest if sut else None,
+            "sut_file": str(sut.path) if sut and sut.path else None,
+            "strict": strict_of(self.config),
             "summary": counts,
+            "summary_by_level": by_level,
             "checks": [{k: v for k, v in c.items() if k != "context"} for c in checks],
         }
 
@@ -212,8 +263,21 @@ class Reporter:
         write = terminalreporter.write_line
         terminalreporter.section("conformance")
         write(f"provider={report['provider']} server={report['server_version']} profile={report['profile']}")
+        impl = report["implementation"] or {}
+        write(f"implementation={impl.get('name')} version={impl.get('version')} sut={report['sut_digest']}")
         for c in report["checks"]:
-            write(f"{c['id']:<9} {c['outcome']:<8} {c['fidelity']:<17} {c['seconds']:>7.2f}s  {c['title']}")
+            write(
+                f"{c['id']:<10} {c['level']:<6} {c['outcome']:<8} {c['fidelity']:<17} {c['seconds']:>7.2f}s  "
+                f"{c['title']}"
+            )
+        for level, counts in report["summary_by_level"].items():
+            note = (
+                ""
+                if level == "must" or report["strict"]
+                else " (not fatal: --conformance-strict makes it so)"
+            )
+            tally = f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
+            write(f"{level}: {tally}{note}")
         s = report["summary"]
         write(
             f"{s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped "
