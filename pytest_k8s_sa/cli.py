@@ -1,4 +1,5 @@
-"""The ``k8s-sa`` command: ``build`` the control-plane binaries, ``up`` a cluster.
+"""The ``k8s-sa`` command: ``build`` the control-plane binaries, ``up`` a cluster, run the
+``conformance`` suite.
 
 ``k8s-sa up --kubeconfig PATH [--k8s-provider local|local-node|kind]`` is how users debug, and how
 other tools reach a cluster just like the one the tests use: it prints one line
@@ -57,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     from .upstream_e2e.command import add_parser as add_upstream_e2e
 
     add_upstream_e2e(sub)
+    sub.add_parser(
+        "conformance",
+        help="run the conformance suite from any folder: k8s-sa conformance [--sut FILE] [pytest options]",
+        add_help=False,
+    )
     return parser
 
 
@@ -123,6 +129,25 @@ def _kind_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def conformance(pytest_args: list[str]) -> int:
+    """``k8s-sa conformance [--sut FILE] [pytest options]``: the installed suite, run by pytest in-process.
+
+    The same as ``pytest --pyargs pytest_k8s_sa.suites ...`` (or ``pytest suites`` in a checkout);
+    every option of the plugin works (``--k8s-provider``, ``--conformance-report``, ...).
+    """
+    import pytest
+
+    from .paths import suite_dir
+
+    if pytest_args[:1] in (["-h"], ["--help"]):
+        print(conformance.__doc__)
+        return pytest.main([str(suite_dir()), "--help"])
+    args = [str(suite_dir()), *pytest_args]
+    if "cacheprovider" not in pytest_args:
+        args[1:1] = ["-p", "no:cacheprovider"]  # no .pytest_cache inside site-packages
+    return int(pytest.main(args))
+
+
 def _up(args: argparse.Namespace) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="k8s-sa-up-"))
     stop = threading.Event()
@@ -169,6 +194,9 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["conformance"]:
+        return conformance(argv[1:])  # every further argument is pytest's
     args = _parser().parse_args(argv)
     try:
         if args.command == "build":

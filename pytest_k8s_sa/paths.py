@@ -15,3 +15,28 @@ def cache_root() -> Path:
 def registry_dir() -> Path:
     """Records of the processes this library started, for the sweep of crashed runs."""
     return cache_root() / "running"
+
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def shipped(installed: str, checkout: str) -> Path:
+    """A folder shipped in the wheel as ``pytest_k8s_sa/<installed>`` and kept at ``<checkout>`` at the
+    top of the repository: the installed copy if there is one, else the checkout's (editable installs)."""
+    inside = PACKAGE_DIR / installed
+    return inside if inside.is_dir() else PACKAGE_DIR.parent / checkout
+
+
+def suite_dir() -> Path:
+    """The conformance suite (``suites/``)."""
+    return shipped("suites", "suites")
+
+
+def manifests_dir() -> Path:
+    """The reference workloads' templated manifests (``fixtures/manifests``)."""
+    return shipped("manifests", "fixtures/manifests")
+
+
+def sut_files_dir() -> Path:
+    """Example SUT files (``fixtures/sut``), e.g. ``reference.yaml``."""
+    return shipped("sut_files", "fixtures/sut")

@@ -1,17 +1,29 @@
-"""The conformance suite's fixtures: the deployed workloads and helpers shared by the checks.
+"""The conformance suite's fixtures: the deployed system under test and helpers shared by the checks.
 
-Run it with ``pytest suites`` (see the README); it uses the pytest-k8s-sa plugin's fixtures and
-``--k8s-provider`` / ``--kind-cluster`` / ``--kubeconfig`` to choose the cluster.
+Run it with ``pytest suites`` or ``k8s-sa conformance`` (see the README); it uses the pytest-k8s-sa
+plugin's fixtures, ``--k8s-provider`` / ``--kind-cluster`` / ``--kubeconfig`` to choose the cluster and
+``--sut FILE`` to choose what it judges (default: this project's reference workloads).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from pytest_k8s_sa.deploy.sut import (
+    SutRun,
+    deploy_sut_pods,
+    deploy_sut_processes,
+    find_auth_delegator_binding,
+)
 
 from pytest_k8s_sa.cluster import Cluster
-from pytest_k8s_sa.deploy import Deployment, deploy_workloads
+from pytest_k8s_sa.deploy import Deployment, deploy_manifests
+from pytest_k8s_sa.errors import K8sSAError
+from pytest_k8s_sa.fixtures import SUT_KEY
+from pytest_k8s_sa.sut import Sut
 from pytest_k8s_sa.types import Names
 
 # Session fixtures shared by several check modules, the real-time scenarios of the full profile
@@ -26,12 +38,49 @@ from .scenarios import (  # noqa: F401
 
 
 @pytest.fixture(scope="session")
-def deployment(
-    k8s_cluster: Cluster, k8s_names: Names, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Deployment]:
-    """The API service, secret store and data store, deployed once per run (per xdist worker).
+def sut(request: pytest.FixtureRequest) -> Sut:
+    """What this run judges: the ``--sut`` file, or the built-in description of the reference workloads."""
+    return request.config.stash[SUT_KEY]
 
-    Real pods where the cluster's kubelet runs them, local processes otherwise (``deploy_workloads``).
-    """
-    with deploy_workloads(k8s_cluster, k8s_names, tmp_path_factory.mktemp("workloads")) as deployed:
-        yield deployed
+
+@contextlib.contextmanager
+def _reference_pods(cluster: Cluster, names: Names, workdir: Path, sut: Sut) -> Iterator[SutRun]:
+    """Without a SUT file, pod providers run the reference manifests of ``fixtures/manifests``."""
+    with deploy_manifests(cluster, names, workdir) as deployed:
+        store = deployed.secret_store
+        yield SutRun(
+            sut,
+            deployed,
+            "manifests",
+            binding=find_auth_delegator_binding(cluster.api_client, store.namespace, store.service_account),
+            caller_jti=lambda: deployed.api.get("/debug/token-info").json().get("jti"),
+        )
+
+
+@pytest.fixture(scope="session")
+def sut_run(
+    k8s_cluster: Cluster, k8s_names: Names, tmp_path_factory: pytest.TempPathFactory, sut: Sut
+) -> Iterator[SutRun]:
+    """The SUT deployed once per run (per xdist worker): as pods where a kubelet runs them, else as
+    local processes (the reference workloads too, through their built-in SUT description)."""
+    workdir = tmp_path_factory.mktemp("sut")
+    if not k8s_cluster.capabilities.runs_pods:
+        manager = deploy_sut_processes(k8s_cluster, k8s_names, workdir, sut)
+    elif sut.is_reference:
+        manager = _reference_pods(k8s_cluster, k8s_names, workdir, sut)
+    else:
+        manager = deploy_sut_pods(k8s_cluster, k8s_names, workdir, sut)
+    stack = contextlib.ExitStack()
+    try:
+        run = stack.enter_context(manager)
+    except K8sSAError as exc:
+        pytest.fail(f"[k8s-sa] the system under test did not deploy:\n{exc}", pytrace=False)
+    with stack:
+        yield run
+
+
+@pytest.fixture(scope="session")
+def deployment(sut_run: SutRun) -> Deployment:
+    """The workloads: ``secret_store`` is the callee, ``api`` the allowed caller (a workload if the SUT
+    has one, else only its identity), ``data_store`` the intruder identity the suite plays."""
+    return sut_run.deployment

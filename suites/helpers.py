@@ -1,13 +1,23 @@
-"""Helpers shared by the conformance checks."""
+"""Helpers shared by the conformance checks: how to ask the callee, and how to judge its answer.
+
+Checks judge the system under test by status class and "no grant", never by this project's body
+texts: any implementation may word its answers as it likes.
+"""
 
 from __future__ import annotations
 
+import time
+
+import pytest
+import requests
+
 from pytest_k8s_sa import resources
 from pytest_k8s_sa.cluster import Cluster
-from pytest_k8s_sa.deploy import Deployment, Workload
+from pytest_k8s_sa.deploy import Workload
 from pytest_k8s_sa.fixtures import ServiceAccountRef
-
-GRANTED = "Hello from secret store. You have been authenticated"
+from pytest_k8s_sa.sut_deploy import SutRun
+from pytest_k8s_sa.tokens import request_token
+from pytest_k8s_sa.waiting import wait_until
 
 
 def sa_ref(cluster: Cluster, workload: Workload) -> ServiceAccountRef:
@@ -17,8 +27,71 @@ def sa_ref(cluster: Cluster, workload: Workload) -> ServiceAccountRef:
     return ServiceAccountRef(workload.namespace, workload.service_account, sa.metadata.uid)
 
 
-def store_says(deployment: Deployment, token: str | None) -> tuple[int, str]:
-    """Ask the secret store directly, presenting ``token`` (None: no header)."""
-    headers = {} if token is None else {"X-Client-Id": token}
-    answer = deployment.secret_store.get("/", headers=headers)
+def granted(status: int) -> bool:
+    """A grant: any 2xx."""
+    return 200 <= status < 300
+
+
+def refused(status: int) -> bool:
+    """A refusal of the credential: a 4xx (401 or 403 are what the checks' `should` level expects)."""
+    return 400 <= status < 500
+
+
+def ask(run: SutRun, token: str | None, timeout: float = 15) -> requests.Response:
+    """Ask the callee directly, presenting ``token`` in its configured header (None: no header)."""
+    headers = {} if token is None else run.sut.callee.credential_headers(token)
+    return run.deployment.secret_store.get("/", headers=headers, timeout=timeout)
+
+
+def store_says(run: SutRun, token: str | None) -> tuple[int, str]:
+    answer = ask(run, token)
     return answer.status_code, answer.text
+
+
+def require_caller(run: SutRun) -> None:
+    if not run.has_caller:
+        pytest.skip("the SUT file names no caller (`caller:`), so there is no caller to judge")
+
+
+def call_through_caller(run: SutRun) -> requests.Response:
+    """Make the caller call the callee (GET its ``call_path``) and relay the answer."""
+    require_caller(run)
+    assert run.sut.caller is not None
+    return run.deployment.api.get(run.sut.caller.call_path)
+
+
+def allowed_token(cluster: Cluster, run: SutRun) -> str:
+    """A fresh token of the allowed caller for the callee (pod-bound like a projected one).
+
+    Fresh on purpose: a callee may cache a success for ``cache_seconds``; a token it has never seen
+    must be reviewed, which is what the fail-closed checks need.
+    """
+    caller = run.deployment.api
+    return request_token(
+        cluster.api_client,
+        caller.namespace,
+        caller.service_account,
+        audiences=[run.deployment.audience],
+        expiration_seconds=600,
+        bound_object=caller.pod,
+    ).raw
+
+
+def status_of(run: SutRun, token: str, timeout: float = 30) -> int:
+    """The callee's status for ``token``; 0 when it gave no answer within ``timeout`` (no grant either)."""
+    try:
+        return ask(run, token, timeout=timeout).status_code
+    except requests.RequestException:
+        return 0
+
+
+def wait_for_grant(cluster: Cluster, run: SutRun, timeout: float, what: str) -> float:
+    """Seconds until the callee grants fresh tokens of the allowed caller again (it recovered by itself)."""
+    started = time.monotonic()
+    wait_until(
+        lambda: granted(status_of(run, allowed_token(cluster, run), timeout=10)),
+        timeout,
+        what,
+        max_interval=1.0,
+    )
+    return round(time.monotonic() - started, 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -15,11 +16,9 @@ import requests
 
 from pytest_k8s_sa import resources
 from pytest_k8s_sa.tokens import BoundObject, Token, TokenReviewResult, request_token, review_token
-from pytest_k8s_sa.waiting import wait_until
+from pytest_k8s_sa.waiting import WaitTimeout, wait_until
 
-from .helpers import sa_ref, store_says
-
-AUDIENCE = "secret-store"
+from .helpers import call_through_caller, granted, refused, sa_ref, store_says
 
 
 @dataclass
@@ -33,9 +32,11 @@ class Case:
 
 
 @pytest.fixture(scope="session")
-def revoked(k8s_cluster, k8s_names, deployment) -> dict[str, Case]:
+def revoked(k8s_cluster, k8s_names, sut_run) -> dict[str, Case]:
     """Bind tokens to a pod, a service account, a secret and a legacy Secret; delete them all at
     once; wait once until every token is refused; then recreate same-name objects."""
+    deployment = sut_run.deployment
+    AUDIENCE = deployment.audience
     api = k8s_cluster.api_client
     core = resources.core(api)
     namespace = k8s_names("revocation")
@@ -69,7 +70,7 @@ def revoked(k8s_cluster, k8s_names, deployment) -> dict[str, Case]:
         "secret": issue("bound", BoundObject("Secret", "bound-secret", secret.metadata.uid)),
     }
     # The same token, presented to the secret store, is accepted before revocation.
-    cases["pod"].extra["store_before"] = store_says(deployment, cases["pod"].token.raw)[0]
+    cases["pod"].extra["store_before"] = store_says(sut_run, cases["pod"].token.raw)[0]
 
     started = time.monotonic()
     resources.delete_pod(api, api_ns, "bound-pod")
@@ -89,7 +90,20 @@ def revoked(k8s_cluster, k8s_names, deployment) -> dict[str, Case]:
     wait_until(
         all_refused, 40, "tokens still accepted 40 s after their objects were deleted", max_interval=1.0
     )
-    cases["pod"].extra["store_after"] = store_says(deployment, cases["pod"].token.raw)[0]
+    # The callee may honour a success it cached for up to its cache_seconds after the API refuses.
+    api_refused = time.monotonic()
+    statuses: list[int] = []
+
+    def callee_refuses() -> bool:
+        statuses.append(store_says(sut_run, cases["pod"].token.raw)[0])
+        return refused(statuses[-1])
+
+    cache = sut_run.sut.callee.cache_seconds
+    with contextlib.suppress(WaitTimeout):
+        wait_until(callee_refuses, cache + 10, "callee still grants", max_interval=0.5)
+    cases["pod"].extra["store_after"] = statuses[-1]
+    cases["pod"].extra["store_refused_after_api_seconds"] = round(time.monotonic() - api_refused, 1)
+    cases["pod"].extra["cache_seconds"] = cache
 
     # Same-name objects with new UIDs must not bring the tokens back.
     new_pod = resources.create_placeholder_pod(api, api_ns, "bound-pod", "api")
@@ -118,36 +132,55 @@ class Cancelled(Exception):
     """The run ended before a real-time scenario finished."""
 
 
-def api_jti(deployment) -> str | None:
-    """The jti of the token the API service presents now (it reports it on /debug/token-info)."""
-    return deployment.api.get("/debug/token-info").json().get("jti")
+def sent_jti(sut_run) -> str | None:
+    """Make the caller call the callee once; the jti of the token it sent (the tap or the reference
+    API service's /debug/token-info saw it)."""
+    call_through_caller(sut_run)
+    return sut_run.caller_jti()
+
+
+def observable(sut_run) -> str | None:
+    """Why the token the caller sends cannot be observed here (None: it can)."""
+    if not sut_run.has_caller:
+        return "the SUT file names no caller (`caller:`), so there is no caller to judge"
+    if sut_run.caller_jti is None:
+        return (
+            "the token the caller sends cannot be observed here: in pod mode the suite is not between the "
+            "caller and the callee (process mode on the local provider is)"
+        )
+    return None
 
 
 @pytest.fixture(scope="session")
-def manual_rotation(deployment) -> dict[str, object] | None:
+def manual_rotation(sut_run) -> dict[str, object] | None:
     """Replace the API service's token file once, as the kubelet does at 80% of the TTL (ROT-001/2).
 
     Session-scoped so it happens before the refresh scenario starts watching the API service's token
     (a rotation on demand during that wait would look like the automatic refresh). None where this
     cluster's kubelet cannot be made to rotate on demand.
     """
-    if not deployment.can_rotate_on_demand:
+    deployment = sut_run.deployment
+    if observable(sut_run) is not None or not deployment.can_rotate_on_demand:
         return None
     old = deployment.api.current_token()
-    assert api_jti(deployment) == old.jti
+    wait_until(
+        lambda: sent_jti(sut_run) == old.jti,
+        deployment.api_token_refresh_seconds * 3 + 5,
+        "the caller does not send the token in its token file",
+    )
     new = deployment.rotate_api_token()
     started = time.monotonic()  # from the moment the new token is in the file
     wait_until(
-        lambda: api_jti(deployment) == new.jti,
+        lambda: sent_jti(sut_run) == new.jti,
         deployment.api_token_refresh_seconds * 3 + 5,
-        "the API service did not pick up the replaced token file",
+        "the caller did not pick up the replaced token file within 3x its token_refresh_seconds",
     )
     picked_up = round(time.monotonic() - started, 2)
     # A restarted kubelet (local-node) probes readiness afresh: until the secret store's probe
     # passes again, its Service has no ready endpoint and the API service answers 502. Let the
     # checks that follow start from a serving deployment.
     wait_until(
-        lambda: deployment.api.get("/", timeout=5).status_code == 200,
+        lambda: granted(call_through_caller(sut_run).status_code),
         120,
         "the API service did not get 200 from the secret store again after the token was replaced",
         max_interval=1.0,
@@ -221,14 +254,15 @@ class RealTime:
             thread.join(self.JOIN_SECONDS)
 
 
-def _expiry(k8s_cluster, deployment) -> Callable[[Callable[[], None]], Expiry]:
+def _expiry(k8s_cluster, sut_run) -> Callable[[Callable[[], None]], Expiry]:
+    deployment = sut_run.deployment
     api = k8s_cluster.api_client
     sa = sa_ref(k8s_cluster, deployment.api)
     token = request_token(api, sa.namespace, sa.name, audiences=[deployment.audience], expiration_seconds=600)
     state = Expiry(
         token,
         review_before=review_token(api, token.raw, [deployment.audience]).authenticated,
-        store_before=store_says(deployment, token.raw)[0],
+        store_before=store_says(sut_run, token.raw)[0],
     )
 
     polls = itertools.count()
@@ -247,13 +281,24 @@ def _expiry(k8s_cluster, deployment) -> Callable[[Callable[[], None]], Expiry]:
             return True
 
         wait_until(refused, 600 + 180, "token still accepted 3 minutes after exp", max_interval=2.0)
-        state.store_after = store_says(deployment, token.raw)[0]
+        # The callee may honour a success it cached for up to its cache_seconds.
+        statuses: list[int] = []
+
+        def callee_refuses() -> bool:
+            cancelled()
+            statuses.append(store_says(sut_run, token.raw)[0])
+            return refused(statuses[-1])
+
+        with contextlib.suppress(WaitTimeout):
+            wait_until(callee_refuses, sut_run.sut.callee.cache_seconds + 15, "callee still grants")
+        state.store_after = statuses[-1] if statuses else None
         return state
 
     return run
 
 
-def _refresh(deployment) -> Callable[[Callable[[], None]], Refresh]:
+def _refresh(sut_run) -> Callable[[Callable[[], None]], Refresh]:
+    deployment = sut_run.deployment
     state = Refresh(deployment.api.current_token())
 
     def run(cancelled: Callable[[], None]) -> Refresh:
@@ -261,7 +306,7 @@ def _refresh(deployment) -> Callable[[Callable[[], None]], Refresh]:
 
         def replaced() -> bool:
             cancelled()
-            return api_jti(deployment) != first.jti
+            return sent_jti(sut_run) not in (None, first.jti)
 
         wait_until(
             replaced,
@@ -270,23 +315,23 @@ def _refresh(deployment) -> Callable[[Callable[[], None]], Refresh]:
             max_interval=2.0,
         )
         state.refreshed_at = time.time()
-        state.status = deployment.api.get("/").status_code
+        state.status = call_through_caller(sut_run).status_code
         return state
 
     return run
 
 
 @pytest.fixture(scope="session")
-def real_time(request, k8s_cluster, deployment) -> Iterator[RealTime]:
+def real_time(request, k8s_cluster, sut_run) -> Iterator[RealTime]:
     """Start the selected real-time scenarios now, in threads; the checks collect their results."""
     selected = _selected_real_time(request.session)
     scenarios = RealTime()
     try:
         if "EXP-004" in selected:
-            scenarios.start("EXP-004", _expiry(k8s_cluster, deployment))
-        if "ROT-003" in selected:
+            scenarios.start("EXP-004", _expiry(k8s_cluster, sut_run))
+        if "ROT-003" in selected and observable(sut_run) is None:
             request.getfixturevalue("manual_rotation")  # first, so the watch sees only the kubelet's refresh
-            scenarios.start("ROT-003", _refresh(deployment))
+            scenarios.start("ROT-003", _refresh(sut_run))
         yield scenarios
     finally:
         scenarios.close()

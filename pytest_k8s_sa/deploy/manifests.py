@@ -24,13 +24,14 @@ from kubernetes.client import ApiException
 
 from .. import resources
 from ..cluster import Cluster
+from ..paths import manifests_dir
 from ..tokens import BoundObject, Token
 from ..waiting import WaitTimeout, wait_until
 from .model import API_TOKEN_REFRESH_SECONDS, AUDIENCE, Deployment, Workload
 from .pods import DeployError, PortForward, file_reader, log_reader, wait_for_rollout
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-MANIFESTS_DIR = PACKAGE_DIR.parent / "fixtures" / "manifests"
+MANIFESTS_DIR = manifests_dir()
 """The templated manifests (``$K8S_SA_MANIFESTS`` overrides the folder)."""
 WORKLOADS_DIR = PACKAGE_DIR / "workloads"
 SECRET_STORE_MANIFEST = "30-secret-store.yaml"  # noqa: S105 - a file name
