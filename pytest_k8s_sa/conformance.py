@@ -100,6 +100,15 @@ def level_of(mark: pytest.Mark) -> str:
     return str(mark.kwargs.get("level", "must"))
 
 
+def failure_message(report: pytest.TestReport) -> str | None:
+    """The assertion's own message (pytest's crash line), else the last line of the failure."""
+    if not report.longrepr:
+        return None
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = str(crash.message) if crash is not None else str(report.longrepr).splitlines()[-1]
+    return text[:500]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     profile = profile_of(config)
     seen: dict[str, str] = {}
@@ -160,7 +169,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     level = level_of(mark)
     if level == "should" and report.failed and report.when == "call" and not strict_of(item.config):
         # Reported as a failed check, but not a failed test: the run's exit code ignores it.
-        message = str(report.longrepr).splitlines()[-1][:500] if report.longrepr else "failed"
+        message = failure_message(report) or "failed"
         report.user_properties.append((SHOULD_FAILED_PROPERTY, message))
         report.outcome = "skipped"
         report.wasxfail = f"should-level check failed (not fatal without --conformance-strict): {message}"
@@ -212,7 +221,7 @@ class Reporter:
             entry["message"] = str(props[SHOULD_FAILED_PROPERTY])
         elif report.failed:
             entry["outcome"] = "failed"
-            entry["message"] = str(report.longrepr).splitlines()[-1][:500] if report.longrepr else None
+            entry["message"] = failure_message(report)
         elif report.skipped and entry["outcome"] != "failed":
             entry["outcome"] = "skipped"
             longrepr = report.longrepr
@@ -280,7 +289,7 @@ class Reporter:
             write(f"{level}: {tally}{note}")
         s = report["summary"]
         write(
-            f"{s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped "
+            f"all checks: {s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped "
             f"({s['emulated']} of the passed relied on the emulated kubelet)"
         )
         path = options.get(self.config, "conformance_report")
