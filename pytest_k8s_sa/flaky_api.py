@@ -87,6 +87,12 @@ class FlakyApi:
             raise ValueError(f"unknown mode {mode!r}")
         with self._lock:
             previous, self.mode, self.response = self.mode, mode, response
+            open_sockets = list(self._sockets) if previous == "forward" and mode != "forward" else []
+        # A client with a kept-alive (or HTTP/2) connection would go on talking to the real apiserver
+        # through it: cut every forwarded connection, so its next request meets the new mode.
+        for sock in open_sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # its relay thread sees EOF and closes it
         if mode == "down" and previous != "down":
             self._close_listener()
         elif mode != "down" and previous == "down":

@@ -92,8 +92,13 @@ def test_alg_none(check, sut_run, real):
 @pytest.mark.conformance("SEC-003", "the real claims signed HS256 with the cluster's public key are refused")
 def test_hs256_with_the_public_key(check, k8s_cluster, sut_run, real):
     configuration = k8s_cluster.api_client.configuration
+    caller = sut_run.deployment.api
+    # Reading the JWKS needs a token for the API audiences (any account may read it).
+    reader = request_token(
+        k8s_cluster.api_client, caller.namespace, caller.service_account, expiration_seconds=600
+    )
     pem = forged.cluster_public_key_pem(
-        configuration.host, configuration.ssl_ca_cert, real, forged.key_id_of(real)
+        configuration.host, configuration.ssl_ca_cert, reader.raw, forged.key_id_of(real)
     )
     check.record("public_key_from", "/openid/v1/jwks")
     _judge_refused(

@@ -1,0 +1,100 @@
+"""Image archives of the reference workloads, for running the suite in pod mode with a SUT file.
+
+A team hands the suite an image (and maybe an archive of it); these archives play that part for the
+reference workloads: the node's Debian python image plus a layer with ``/app/k8s_sa_workloads``, one
+archive per workload, each with its own entrypoint (pod mode runs the image's entrypoint). Built with
+the node's own OCI writer, no registry and no Docker. Usable as a script:
+``python tests/node/sut_images.py OUT_DIR`` writes the archives and a ``sut.yaml`` next to them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import yaml
+
+import pytest_k8s_sa.workloads as workloads
+from pytest_k8s_sa.node.images import _DEFAULT_PATH, ImageConfig, python_image, write_oci_archive
+
+IMAGES = {
+    "secret_store": "localhost/k8s-sa/reference-secret-store:sut",
+    "api": "localhost/k8s-sa/reference-api:sut",
+}
+
+
+def _base_layer(archive: Path) -> bytes:
+    """The single (gzip) layer of one of the node's own image archives, uncompressed."""
+    with tarfile.open(archive) as tar:
+        index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
+        digest = index["manifests"][0]["digest"].split(":", 1)[1]
+        manifest = json.load(tar.extractfile(f"blobs/sha256/{digest}"))  # type: ignore[arg-type]
+        layer = manifest["layers"][0]["digest"].split(":", 1)[1]
+        return gzip.decompress(tar.extractfile(f"blobs/sha256/{layer}").read())  # type: ignore[union-attr]
+
+
+def _with_workloads(layer: bytes) -> bytes:
+    buffer = io.BytesIO(layer)
+    with tarfile.open(fileobj=buffer, mode="a") as tar:
+        for source in sorted(Path(workloads.__file__).parent.glob("*.py")):
+            info = tar.gettarinfo(str(source), arcname=f"app/k8s_sa_workloads/{source.name}")
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            with source.open("rb") as handle:
+                tar.addfile(info, handle)
+    return buffer.getvalue()
+
+
+def build(out_dir: Path) -> Path:
+    """Write both archives and a SUT file for them into ``out_dir``; return the SUT file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    layer = _with_workloads(_base_layer(python_image()))
+    archives = {}
+    for module, name in IMAGES.items():
+        config = ImageConfig(
+            entrypoint=("python3", "-m", f"k8s_sa_workloads.{module}"),
+            env=(_DEFAULT_PATH, "PYTHONPATH=/app", "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"),
+        )
+        archives[module] = write_oci_archive(out_dir / f"{module}.oci.tar", [name], layer, config)
+    sut = {
+        "implementation": {"name": "reference workloads as images", "version": "0.1.0"},
+        "callee": {
+            "image": IMAGES["secret_store"],
+            "image_archive": archives["secret_store"].name,
+            "port": 8081,
+            "env": {
+                "LISTEN_ADDR": ":${PORT}",
+                "AUDIENCE": "${AUDIENCE}",
+                "ALLOWED_SERVICE_ACCOUNTS": "${ALLOWED_SERVICE_ACCOUNTS}",
+            },
+            "audience": "secret-store",
+            "header": "X-Client-Id",
+            "health_path": "/healthz",
+            "cache_seconds": 10,
+        },
+        "caller": {
+            "image": IMAGES["api"],
+            "image_archive": archives["api"].name,
+            "port": 8080,
+            "env": {
+                "LISTEN_ADDR": ":${PORT}",
+                "SECRET_STORE_URL": "${CALLEE_URL}",
+                "TOKEN_PATH": "${TOKEN_PATH}",
+                "TOKEN_REFRESH_SECONDS": "2",
+            },
+            "token_path": "/var/run/secrets/tokens/api-token",
+            "token_refresh_seconds": 2,
+            "call_path": "/",
+            "health_path": "/healthz",
+        },
+    }
+    path = out_dir / "sut.yaml"
+    path.write_text(yaml.safe_dump(sut, sort_keys=False))
+    return path
+
+
+if __name__ == "__main__":
+    print(build(Path(sys.argv[1])))
