@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,11 @@ pytestmark = [
     pytest.mark.timeout(1800),
     pytest.mark.skipif(
         sys.platform != "linux" or os.geteuid() != 0, reason="the local-node provider needs root on Linux"
+    ),
+    pytest.mark.skipif(
+        not all(shutil.which(tool) for tool in ("runc", "mmdebstrap", "iptables", "conntrack")),
+        reason="the local-node provider needs `apt-get install -y runc containernetworking-plugins iptables "
+        "mmdebstrap conntrack` (.ci/run installs them after the project's tests)",
     ),
 ]
 
