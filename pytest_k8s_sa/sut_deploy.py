@@ -389,6 +389,27 @@ def _deployment_doc(name: str, namespace: str, pod_spec: dict[str, Any]) -> dict
     }
 
 
+class _LocalNodeImages:
+    """Until providers expose node control: import an archive into the local node's containerd."""
+
+    def load_image_archive(self, path: Path) -> list[str]:
+        import tarfile
+
+        from .providers.local_node import active
+
+        provider = active()
+        if provider is None or provider.node is None:
+            raise SutError("no local node runs in this process to load the image archive into")
+        provider.node.containerd.import_image(path)
+        with tarfile.open(path) as tar:
+            member = tar.extractfile("index.json")
+            index = json.load(member) if member is not None else {}
+        return [
+            str(m.get("annotations", {}).get("io.containerd.image.name", ""))
+            for m in index.get("manifests", [])
+        ]
+
+
 def load_archives(cluster: Cluster, sut: Sut) -> list[str]:
     """Load ``image_archive`` files into the node (no registry); returns the image names loaded."""
     loaded: list[str] = []
@@ -396,6 +417,8 @@ def load_archives(cluster: Cluster, sut: Sut) -> list[str]:
         if spec is None or spec.image_archive is None:
             continue
         node = getattr(cluster, "node_control", None)
+        if node is None and cluster.provider == "local-node":
+            node = _LocalNodeImages()
         if node is None:
             raise SutError(
                 f"{sut.path}: {key}.image_archive: the {cluster.provider} provider cannot load images into "
