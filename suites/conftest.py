@@ -12,15 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from pytest_k8s_sa.cluster import Cluster
+from pytest_k8s_sa.deploy import Deployment, deploy_manifests
 from pytest_k8s_sa.deploy.sut import (
     SutRun,
     deploy_sut_pods,
     deploy_sut_processes,
     find_auth_delegator_binding,
 )
-
-from pytest_k8s_sa.cluster import Cluster
-from pytest_k8s_sa.deploy import Deployment, deploy_manifests
 from pytest_k8s_sa.errors import K8sSAError
 from pytest_k8s_sa.fixtures import SUT_KEY
 from pytest_k8s_sa.sut import Sut

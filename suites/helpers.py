@@ -14,9 +14,9 @@ import requests
 from pytest_k8s_sa import resources
 from pytest_k8s_sa.cluster import Cluster
 from pytest_k8s_sa.deploy import Workload
-from pytest_k8s_sa.fixtures import ServiceAccountRef
-from pytest_k8s_sa.sut_deploy import SutRun
+from pytest_k8s_sa.deploy.sut import SutRun
 from pytest_k8s_sa.tokens import request_token
+from pytest_k8s_sa.types import ServiceAccountRef
 from pytest_k8s_sa.waiting import wait_until
 
 

@@ -22,17 +22,16 @@ import requests
 import yaml
 from kubernetes.client import ApiException
 
-from .. import resources
+from .. import paths, resources
 from ..cluster import Cluster
-from ..paths import manifests_dir
 from ..tokens import BoundObject, Token
 from ..waiting import WaitTimeout, wait_until
 from .model import API_TOKEN_REFRESH_SECONDS, AUDIENCE, Deployment, Workload
 from .pods import DeployError, PortForward, file_reader, log_reader, wait_for_rollout
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-MANIFESTS_DIR = manifests_dir()
-"""The templated manifests (``$K8S_SA_MANIFESTS`` overrides the folder)."""
+MANIFESTS_DIR = paths.manifests_dir()
+"""The templated manifests: in the wheel, or at the checkout's top (``$K8S_SA_MANIFESTS`` overrides)."""
 WORKLOADS_DIR = PACKAGE_DIR / "workloads"
 SECRET_STORE_MANIFEST = "30-secret-store.yaml"  # noqa: S105 - a file name
 DEFAULT_IMAGE = "python:3.11-slim"

@@ -1,4 +1,4 @@
-"""Deploy a team's system under test (a SUT file, :mod:`.sut`) the way the reference workloads are.
+"""Deploy a team's system under test (a SUT file, :mod:`pytest_k8s_sa.sut`) like the reference ones.
 
 The suite creates what the SUT's pods would find in a cluster: three namespaces (the allowed caller
 ``api``, the callee ``secret-store``, the intruder ``data-store``), their service accounts, the
@@ -7,18 +7,20 @@ callee's ``system:auth-delegator`` ClusterRoleBinding and a Service for the call
 * **process mode** (local provider, ``command``): the callee runs as a local process with
   ``cwd`` = the SUT file's folder. ``${KUBECONFIG}`` is a JSON kubeconfig that authenticates as the
   callee's *own* service account (a token the emulated kubelet keeps fresh), so RBAC applies as in a
-  pod; its server is a :class:`~.flaky_api.FlakyApi` in front of the apiserver (forwarding, TLS end
-  to end), which the fail-closed checks switch to refuse, hang or answer garbage. A caller runs the
-  same way, with its projected token in ``${TOKEN_PATH}`` (emulated kubelet) and ``${CALLEE_URL}``
-  a :class:`~.tap.TokenTap` that notes which token it sends.
-* **pod mode** (local-node, kind, kubeconfig; ``image``): Deployments of the image (an
-  ``image_archive`` is loaded into the node first), the callee with its automounted service-account
-  token (in-cluster config), the caller with a projected token volume at ``token_path``; the same
-  rollout waiting and diagnostics (events, logs) as the reference manifests, port-forwards on loopback.
+  pod; its server is a :class:`~pytest_k8s_sa.flaky_api.FlakyApi` in front of the apiserver
+  (forwarding, TLS end to end), which the fail-closed checks switch to refuse, hang or answer
+  garbage. A caller runs the same way, with its projected token in ``${TOKEN_PATH}`` (emulated
+  kubelet) and ``${CALLEE_URL}`` a :class:`~pytest_k8s_sa.tap.TokenTap` that notes which token it sends.
+* **pod mode** (providers that run pods; ``image``): Deployments of the image (an ``image_archive``
+  is loaded through ``cluster.node_control`` first), the callee with its automounted
+  service-account token (in-cluster config), the caller with a projected token volume at
+  ``token_path``; the same rollout waiting and diagnostics (events, logs) as the reference
+  manifests, port-forwards on loopback.
 
-Either way the result is a :class:`SutRun`: a :class:`~.deploy.Deployment` (``secret_store`` is the
-callee; ``api`` the caller, or only the allowed identity when the SUT has no caller; ``data_store``
-the intruder identity the suite plays itself) plus what the SUT-specific checks need.
+Either way (a context manager) the result is a :class:`SutRun`: a
+:class:`~pytest_k8s_sa.deploy.model.Deployment` (``secret_store`` is the callee; ``api`` the caller,
+or only the allowed identity when the SUT has no caller; ``data_store`` the intruder identity the
+suite plays itself) plus what the SUT-specific checks need.
 """
 
 from __future__ import annotations
@@ -40,28 +42,19 @@ from urllib.parse import urlsplit
 import kubernetes
 import requests
 
-from . import resources
-from .cluster import Cluster
-from .deploy import (
-    TOKEN_EXPIRATION_SECONDS,
-    DeployError,
-    Deployment,
-    PortForward,
-    Workload,
-    _log_reader,
-    _project,
-    _reader,
-    _service_account_volume,
-    wait_for_rollout,
-)
-from .flaky_api import FlakyApi, make_test_ca
-from .ports import free_port
-from .process import Process
-from .projector import FIDELITY as EMULATED
-from .sut import CalleeSpec, Sut, SutError, WorkloadSpec, python_executable
-from .tap import TokenTap
-from .tokens import BoundObject, request_token
-from .waiting import WaitTimeout, wait_until
+from .. import resources
+from ..cluster import Cluster
+from ..flaky_api import FlakyApi, make_test_ca
+from ..ports import free_port
+from ..process import Process
+from ..projector import FIDELITY as EMULATED
+from ..sut import CalleeSpec, Sut, SutError, WorkloadSpec, python_executable
+from ..tap import TokenTap
+from ..tokens import BoundObject, request_token
+from ..waiting import WaitTimeout, wait_until
+from .model import TOKEN_EXPIRATION_SECONDS, Deployment, Workload
+from .pods import DeployError, PortForward, file_reader, log_reader, wait_for_rollout
+from .processes import _project, _service_account_volume
 
 CALLER_SA = "api"
 CALLEE_SA = "secret-store"
@@ -389,36 +382,13 @@ def _deployment_doc(name: str, namespace: str, pod_spec: dict[str, Any]) -> dict
     }
 
 
-class _LocalNodeImages:
-    """Until providers expose node control: import an archive into the local node's containerd."""
-
-    def load_image_archive(self, path: Path) -> list[str]:
-        import tarfile
-
-        from .providers.local_node import active
-
-        provider = active()
-        if provider is None or provider.node is None:
-            raise SutError("no local node runs in this process to load the image archive into")
-        provider.node.containerd.import_image(path)
-        with tarfile.open(path) as tar:
-            member = tar.extractfile("index.json")
-            index = json.load(member) if member is not None else {}
-        return [
-            str(m.get("annotations", {}).get("io.containerd.image.name", ""))
-            for m in index.get("manifests", [])
-        ]
-
-
 def load_archives(cluster: Cluster, sut: Sut) -> list[str]:
     """Load ``image_archive`` files into the node (no registry); returns the image names loaded."""
     loaded: list[str] = []
     for spec, key in ((sut.callee, "callee"), (sut.caller, "caller")):
         if spec is None or spec.image_archive is None:
             continue
-        node = getattr(cluster, "node_control", None)
-        if node is None and cluster.provider == "local-node":
-            node = _LocalNodeImages()
+        node = cluster.node_control
         if node is None:
             raise SutError(
                 f"{sut.path}: {key}.image_archive: the {cluster.provider} provider cannot load images into "
@@ -428,8 +398,11 @@ def load_archives(cluster: Cluster, sut: Sut) -> list[str]:
     return loaded
 
 
-def deploy_sut_pods(cluster: Cluster, names: Callable[[str], str], workdir: Path, sut: Sut) -> SutRun:
-    """Run the SUT's image(s) as Deployments; ``SutRun.deployment.teardown()`` removes everything."""
+@contextlib.contextmanager
+def deploy_sut_pods(
+    cluster: Cluster, names: Callable[[str], str], workdir: Path, sut: Sut
+) -> Iterator[SutRun]:
+    """Run the SUT's image(s) as Deployments; everything created is removed on exit."""
     for spec, key in ((sut.callee, "callee"), (sut.caller, "caller")):
         if spec is not None and spec.image is None:
             raise SutError(
@@ -523,7 +496,7 @@ def deploy_sut_pods(cluster: Cluster, names: Callable[[str], str], workdir: Path
             CALLEE_SA,
             forward.url,
             BoundObject("Pod", pod.metadata.name, pod.metadata.uid),
-            read_logs=_log_reader(api_client, store_ns, pod.metadata.name),
+            read_logs=log_reader(api_client, store_ns, pod.metadata.name),
         )
         probe = request_token(
             api_client,
@@ -546,8 +519,8 @@ def deploy_sut_pods(cluster: Cluster, names: Callable[[str], str], workdir: Path
                 CALLER_SA,
                 cforward.url,
                 BoundObject("Pod", cpod.metadata.name, cpod.metadata.uid),
-                read_token=_reader(stream_client, api_ns, cpod.metadata.name, sut.caller.token_path),
-                read_logs=_log_reader(api_client, api_ns, cpod.metadata.name),
+                read_token=file_reader(stream_client, api_ns, cpod.metadata.name, sut.caller.token_path),
+                read_logs=log_reader(api_client, api_ns, cpod.metadata.name),
             )
             refresh = sut.caller.token_refresh_seconds
         deployment = Deployment(
@@ -564,9 +537,8 @@ def deploy_sut_pods(cluster: Cluster, names: Callable[[str], str], workdir: Path
             "deploy_to_first_verdict_seconds": round(time.monotonic() - started, 2),
             "ready_to_first_verdict_seconds": round(verdict, 2),
         }
-        return SutRun(sut, deployment, "pod", binding, None, None, labels)
-    except BaseException:
+        yield SutRun(sut, deployment, "pod", binding, None, None, labels)
+    finally:
         while cleanups:
             with contextlib.suppress(Exception):
                 cleanups.pop()()
-        raise
