@@ -189,6 +189,21 @@ def first_verdict(callee_url: str, callee: CalleeSpec, token: str, timeout: floa
     return time.monotonic() - started
 
 
+def caller_first_grant(url: str, timeout: float) -> float:
+    """Seconds until a call through the caller is granted end to end (-1: not within ``timeout``;
+    ACC-001 then judges it). Waits out the Service's endpoints and proxy rules after a rollout."""
+    started = time.monotonic()
+
+    def granted() -> bool:
+        return 200 <= requests.get(url, timeout=10).status_code < 300
+
+    try:
+        wait_until(granted, timeout, "no grant through the caller", ignore=(requests.RequestException,))
+    except WaitTimeout:
+        return -1.0
+    return round(time.monotonic() - started, 2)
+
+
 # --- process mode -----------------------------------------------------------------------------
 
 
@@ -523,6 +538,8 @@ def deploy_sut_pods(
                 read_logs=log_reader(api_client, api_ns, cpod.metadata.name),
             )
             refresh = sut.caller.token_refresh_seconds
+            # The Service's endpoints and the node's proxy rules follow the rollout by a moment.
+            caller_verdict = caller_first_grant(cforward.url + sut.caller.call_path, START_TIMEOUT)
         deployment = Deployment(
             api=caller,
             secret_store=callee,
@@ -537,6 +554,8 @@ def deploy_sut_pods(
             "deploy_to_first_verdict_seconds": round(time.monotonic() - started, 2),
             "ready_to_first_verdict_seconds": round(verdict, 2),
         }
+        if sut.caller is not None:
+            deployment.timings["caller_first_grant_seconds"] = caller_verdict
         yield SutRun(sut, deployment, "pod", binding, None, None, labels)
     finally:
         while cleanups:
