@@ -1,0 +1,11 @@
+"""The reference secret store, unchanged: the control every mutant is compared with."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _reference  # noqa: E402, F401
+
+from pytest_k8s_sa.workloads import secret_store  # noqa: E402
+
+raise SystemExit(secret_store.main())
