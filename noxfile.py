@@ -97,6 +97,24 @@ def upstream_e2e(session: nox.Session) -> None:
     session.run("k8s-sa", "upstream-e2e", *(session.posargs or ["--k8s-provider", "local"]))
 
 
+def conformance_go_example(session: nox.Session) -> None:
+    """The conformance suite (fast) against examples/go-secret-store as a real pod on local-node.
+
+    Builds the Go store (static binary, then a one-layer OCI archive) first; the SUT file loads the
+    archive into the node. Exits non-zero if any `must` check fails. Linux, root, as conformance_node.
+    """
+    _install(session)
+    session.run("python", "examples/go-secret-store/build.py")
+    _conformance(
+        session,
+        "go-example",
+        "--k8s-provider",
+        "local-node",
+        "--sut",
+        "examples/go-secret-store/sut.yaml",
+    )
+
+
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) and mypy --strict on the package."""
