@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import _reference  # noqa: E402, F401
+import _reference  # noqa: F401
 
-from pytest_k8s_sa.workloads import secret_store as ref  # noqa: E402
+from pytest_k8s_sa.workloads import secret_store as ref
 
 
 class Mutant(ref.SecretStoreApp):
@@ -25,7 +25,9 @@ class Mutant(ref.SecretStoreApp):
             raise ref.ReviewUnavailable(f"TokenReview answered HTTP {result.status}")
         review = ref.parse_review(result.body)
         # MUTATION: pretend the answer named our audience.
-        return ref.Review(review.authenticated, review.error, (self.config.audience,), review.username, review.jti)
+        return ref.Review(
+            review.authenticated, review.error, (self.config.audience,), review.username, review.jti
+        )
 
 
 ref.SecretStoreApp = Mutant  # type: ignore[misc]

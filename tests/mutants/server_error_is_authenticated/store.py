@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import _reference  # noqa: E402, F401
+import _reference  # noqa: F401
 
-from pytest_k8s_sa.workloads import secret_store as ref  # noqa: E402
+from pytest_k8s_sa.workloads import secret_store as ref
 
 
 class Mutant(ref.SecretStoreApp):

@@ -1,0 +1,136 @@
+"""Proof that the conformance suite fails broken implementations (mutation testing of the suite).
+
+Every folder of ``tests/mutants/`` holds one small program that imports a reference workload and
+breaks one thing (see its docstring), and the SUT file that runs it. For each, the suite runs as a
+plain subprocess, exactly as a user would run it::
+
+    pytest suites --sut tests/mutants/<name>/sut.yaml --conformance-report R --conformance-profile fast
+
+on the local provider, and the run must fail (exit 1) by exactly the ``must`` checks listed in
+:data:`CAUGHT_BY` (``should`` checks that also fail are shown in the failure message, not asserted).
+``tests/mutants/reference/sut.yaml`` runs the unchanged reference workloads the same way: the
+control, which must pass. A mutant that no check catches is a missing check (suites/test_robustness.py
+holds those added so far). The README's table and BENCHMARKS.md's mutation score come from this table.
+
+Why plain subprocesses: the inner run uses the kubernetes client, whose lazily imported models do not
+survive pytester's module restore; and a subprocess is what a user runs. Each inner run starts its own
+local control plane, so the cases are independent and spread over xdist workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MUTANTS = REPO / "tests" / "mutants"
+RUN_TIMEOUT_SECONDS = 900
+
+CAUGHT_BY: dict[str, set[str]] = {
+    # mutant folder: the `must` checks that fail against it (full fast profile, local provider)
+    "no_audience": {"AUD-001", "LEG-003"},
+    "no_review": {"AUD-001", "EXP-003", "REV-001", "RBAC-001", "API-001", "CACHE-001"},
+    "no_allow_list": {"AUD-003", "ALLOW-001", "ALLOW-002"},
+    "allow_list_name_only": {"ALLOW-001"},
+    "grant_on_review_failure": {"RBAC-001", "API-001", "CACHE-001"},
+    "caches_failures": {"API-001", "CACHE-001"},
+    "caches_successes_forever": {"REV-001"},
+    "server_error_is_authenticated": {"API-001"},
+    "header_case_sensitive": {"HDR-001"},
+    "logs_token": {"LOG-001"},
+    "caller_reads_token_once": {"ROT-001"},
+    "caller_reads_token_non_atomically": {"ROT-001"},
+}
+CONTROL = "reference"
+
+
+def mutant_folders() -> list[str]:
+    return sorted(p.name for p in MUTANTS.iterdir() if (p / "sut.yaml").is_file() and p.name != CONTROL)
+
+
+def run_suite(sut: Path, report: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``pytest suites --sut SUT`` in a subprocess; returns the process and its JSON report."""
+    # The inner run is a run of its own: not an xdist worker of ours, no inherited pytest settings.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "K8S_SA_"))}
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "suites",
+        "--sut",
+        str(sut),
+        "--k8s-provider",
+        "local",
+        "--conformance-profile",
+        "fast",
+        "--conformance-report",
+        str(report),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rfE",
+        "--basetemp",
+        str(report.parent / "basetemp"),
+    ]
+    proc = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS, check=False
+    )
+    doc = json.loads(report.read_text()) if report.is_file() else {}
+    return proc, doc
+
+
+def failed_ids(doc: dict[str, Any], level: str = "must") -> set[str]:
+    """The checks of ``level`` that failed (``must`` ones fail the gate; ``should`` ones are reported)."""
+    return {
+        c["id"] for c in doc.get("checks", []) if c["outcome"] == "failed" and c.get("level", "must") == level
+    }
+
+
+def explain(proc: subprocess.CompletedProcess[str], doc: dict[str, Any]) -> str:
+    failures = {
+        f"{c['id']} ({c.get('level', 'must')})": c["message"]
+        for c in doc.get("checks", [])
+        if c["outcome"] == "failed"
+    }
+    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+    return (
+        f"exit {proc.returncode}; failed checks {json.dumps(failures, indent=1)}\n--- output tail ---\n{tail}"
+    )
+
+
+def test_the_catalogue_is_complete() -> None:
+    """Every mutant folder has an expected verdict, and the catalogue has at least 12 mutants."""
+    assert set(mutant_folders()) == set(CAUGHT_BY)
+    assert len(CAUGHT_BY) >= 12
+    assert all(CAUGHT_BY.values()), "a mutant no check catches is a missing check: add one"
+
+
+def test_the_readme_table_matches() -> None:
+    """The README's table (mutant, caught by) is this table, so the documentation cannot drift."""
+    readme = (REPO / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \| [^|]+ \| ([A-Z0-9, -]+) \|$", readme, flags=re.M))
+    assert {name: set(ids.replace(" ", "").split(",")) for name, ids in rows.items()} == CAUGHT_BY
+
+
+@pytest.mark.parametrize("mutant", sorted(CAUGHT_BY))
+def test_the_suite_fails_the_mutant(mutant: str, tmp_path: Path) -> None:
+    proc, doc = run_suite(MUTANTS / mutant / "sut.yaml", tmp_path / "report.json")
+    assert doc, f"no report was written:\n{explain(proc, doc)}"
+    assert proc.returncode == 1, f"the suite did not fail the mutant {mutant}:\n{explain(proc, doc)}"
+    assert failed_ids(doc) == CAUGHT_BY[mutant], explain(proc, doc)
+
+
+def test_the_suite_passes_the_reference(tmp_path: Path) -> None:
+    """The control: the unchanged reference workloads, run through a SUT file the same way, pass."""
+    proc, doc = run_suite(MUTANTS / CONTROL / "sut.yaml", tmp_path / "report.json")
+    assert doc, f"no report was written:\n{explain(proc, doc)}"
+    assert proc.returncode == 0, explain(proc, doc)
+    assert failed_ids(doc) == set()
+    assert doc["summary"]["passed"] > 0
