@@ -216,6 +216,16 @@ class FlakyApi:
                 if not chunk:
                     return
                 request += chunk
+            # Read the request body too: closing with unread bytes sends a TCP reset, which can
+            # destroy the canned answer before the client reads it (it then sees a dropped
+            # connection, not the 5xx under test).
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = _content_length(head)
+            while len(body) < min(length, 1 << 20):
+                chunk = tls.recv(65536)
+                if not chunk:
+                    return
+                body += chunk
             if mode == "http":
                 tls.sendall(response)
                 return
@@ -230,6 +240,18 @@ class FlakyApi:
         finally:
             with self._lock:
                 self._sockets.discard(tls)
+
+
+def _content_length(head: bytes) -> int:
+    """The request's Content-Length (0 when absent or unreadable)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            try:
+                return max(0, int(value.strip()))
+            except ValueError:
+                return 0
+    return 0
 
 
 def _close_quietly(sock: socket.socket) -> None:

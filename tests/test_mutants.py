@@ -41,20 +41,39 @@ SUITES = REPO / "suites"
 RUN_TIMEOUT_SECONDS = 900
 FULL = os.environ.get("K8S_SA_MUTANTS_FULL", "") not in ("", "0")
 
+NOT_DEPLOYED = "*"
+"""In place of check ids: the mutant never grants the allowed caller's own token, so the SUT does not
+even deploy ("[k8s-sa] the system under test did not start") and every check fails."""
+
 CAUGHT_BY: dict[str, set[str]] = {
     # mutant folder: the `must` checks that fail against it (full fast profile, local provider)
-    "no_audience": {"AUD-001", "LEG-003"},
-    "no_review": {"AUD-001", "EXP-003", "REV-001", "RBAC-001", "CACHE-001"},
+    "no_audience": {NOT_DEPLOYED},
+    "audience_from_token": {"AUD-001", "LEG-003"},
+    "no_review": {
+        "AUD-001",
+        "CACHE-001",
+        "EXP-003",
+        "LEG-003",
+        "RBAC-001",
+        "REV-001",
+        "SEC-001",
+        "SEC-002",
+        "SEC-003",
+        "SEC-004",
+        "SEC-005",
+        "SEC-006",
+        "SEC-011",
+    },
     "no_allow_list": {"AUD-003", "ALLOW-001", "ALLOW-002"},
     "allow_list_name_only": {"ALLOW-001"},
-    "grant_on_review_failure": {"RBAC-001", "CACHE-001"},
+    "grant_on_review_failure": {"CACHE-001", "RBAC-001", "SEC-011"},
     "caches_failures": {"CACHE-001"},
     "caches_successes_forever": {"REV-001"},
     "server_error_is_authenticated": {"SEC-011"},
     "header_case_sensitive": {"HDR-001"},
     "logs_token": {"LOG-001"},
-    "caller_reads_token_once": {"ROT-001"},
-    "caller_reads_token_non_atomically": {"ROT-001"},
+    "caller_reads_token_once": {"ROT-001", "ROT-002"},
+    "caller_reads_token_non_atomically": {"ROT-001", "ROT-002"},
 }
 CONTROL = "reference"
 
@@ -134,23 +153,36 @@ def test_the_catalogue_is_complete() -> None:
 
 
 def test_every_expected_check_exists() -> None:
-    modules_of(set().union(*CAUGHT_BY.values()))
+    modules_of(set().union(*CAUGHT_BY.values()) - {NOT_DEPLOYED})
 
 
 def test_the_readme_table_matches() -> None:
     """The README's table (mutant, caught by) is this table, so the documentation cannot drift."""
     readme = (REPO / "README.md").read_text()
-    rows = dict(re.findall(r"^\| `([a-z_]+)` \| [^|]+ \| ([A-Z0-9, -]+) \|$", readme, flags=re.M))
-    assert {name: set(ids.replace(" ", "").split(",")) for name, ids in rows.items()} == CAUGHT_BY
+    readme = readme[readme.index("### Mutants") :]
+    readme = readme[: readme.index("\n### ", 1)]
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \| [^|]+ \| ([^|]+) \|$", readme, flags=re.M))
+    table = {
+        name: {NOT_DEPLOYED} if "did not start" in cell else set(cell.replace(" ", "").split(","))
+        for name, cell in rows.items()
+    }
+    assert table == CAUGHT_BY
 
 
 @pytest.mark.parametrize("mutant", sorted(CAUGHT_BY))
 def test_the_suite_fails_the_mutant(mutant: str, tmp_path: Path) -> None:
     expected = CAUGHT_BY[mutant]
-    paths = None if FULL else modules_of(expected)
+    if expected == {NOT_DEPLOYED}:
+        paths = None if FULL else ["suites/test_acceptance.py"]
+    else:
+        paths = None if FULL else modules_of(expected)
     proc, doc = run_suite(MUTANTS / mutant / "sut.yaml", tmp_path / "report.json", paths)
     assert doc, f"no report was written:\n{explain(proc, doc)}"
     assert proc.returncode == 1, f"the suite did not fail the mutant {mutant}:\n{explain(proc, doc)}"
+    if expected == {NOT_DEPLOYED}:
+        assert "the system under test did not start" in proc.stdout, explain(proc, doc)
+        assert doc["summary_by_level"]["must"]["passed"] == 0, explain(proc, doc)
+        return
     assert failed_ids(doc) == expected, explain(proc, doc)
 
 
