@@ -169,6 +169,7 @@ def test_the_readme_table_matches() -> None:
     assert table == CAUGHT_BY
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mutant", sorted(CAUGHT_BY))
 def test_the_suite_fails_the_mutant(mutant: str, tmp_path: Path) -> None:
     expected = CAUGHT_BY[mutant]
@@ -186,6 +187,7 @@ def test_the_suite_fails_the_mutant(mutant: str, tmp_path: Path) -> None:
     assert failed_ids(doc) == expected, explain(proc, doc)
 
 
+@pytest.mark.slow
 def test_the_suite_passes_the_reference(tmp_path: Path) -> None:
     """The control: the unchanged reference workloads, run through a SUT file the same way, pass."""
     proc, doc = run_suite(MUTANTS / CONTROL / "sut.yaml", tmp_path / "report.json")
