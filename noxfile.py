@@ -100,10 +100,12 @@ def upstream_e2e(session: nox.Session) -> None:
 def conformance_go_example(session: nox.Session) -> None:
     """The conformance suite (fast) against examples/go-secret-store as a real pod on local-node.
 
-    Builds the Go store (static binary, then a one-layer OCI archive) first; the SUT file loads the
-    archive into the node. Exits non-zero if any `must` check fails. Linux, root, as conformance_node.
+    Runs the Go store's unit tests, then builds it (a static binary and a one-layer OCI archive);
+    the SUT file loads the archive into the node. Exits non-zero if any `must` check fails. Linux and
+    root, as conformance_node.
     """
     _install(session)
+    session.run("go", "-C", "examples/go-secret-store", "test", "./...", external=True)
     session.run("python", "examples/go-secret-store/build.py")
     _conformance(
         session,
