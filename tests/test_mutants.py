@@ -43,7 +43,7 @@ FULL = os.environ.get("K8S_SA_MUTANTS_FULL", "") not in ("", "0")
 
 NOT_DEPLOYED = "*"
 """In place of check ids: the mutant never grants the allowed caller's own token, so the SUT does not
-even deploy ("[k8s-sa] the system under test did not start") and every check fails."""
+even deploy ("[k8s-sa] the system under test did not deploy") and every check fails."""
 
 CAUGHT_BY: dict[str, set[str]] = {
     # mutant folder: the `must` checks that fail against it (full fast profile, local provider)
@@ -163,7 +163,7 @@ def test_the_readme_table_matches() -> None:
     readme = readme[: readme.index("\n### ", 1)]
     rows = dict(re.findall(r"^\| `([a-z_]+)` \| [^|]+ \| ([^|]+) \|$", readme, flags=re.M))
     table = {
-        name: {NOT_DEPLOYED} if "did not start" in cell else set(cell.replace(" ", "").split(","))
+        name: {NOT_DEPLOYED} if "does not deploy" in cell else set(cell.replace(" ", "").split(","))
         for name, cell in rows.items()
     }
     assert table == CAUGHT_BY
@@ -181,7 +181,7 @@ def test_the_suite_fails_the_mutant(mutant: str, tmp_path: Path) -> None:
     assert doc, f"no report was written:\n{explain(proc, doc)}"
     assert proc.returncode == 1, f"the suite did not fail the mutant {mutant}:\n{explain(proc, doc)}"
     if expected == {NOT_DEPLOYED}:
-        assert "the system under test did not start" in proc.stdout, explain(proc, doc)
+        assert "[k8s-sa] the system under test did not" in proc.stdout, explain(proc, doc)
         assert doc["summary_by_level"]["must"]["passed"] == 0, explain(proc, doc)
         return
     assert failed_ids(doc) == expected, explain(proc, doc)
