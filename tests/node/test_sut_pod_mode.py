@@ -34,7 +34,7 @@ pytestmark = [
     pytest.mark.skipif(
         not all(shutil.which(tool) for tool in ("runc", "mmdebstrap", "iptables", "conntrack")),
         reason="the local-node provider needs `apt-get install -y runc containernetworking-plugins iptables "
-        "mmdebstrap conntrack` (.ci/run installs them after the project's tests)",
+        "mmdebstrap conntrack` (.ci/run installs them before the project's tests)",
     ),
 ]
 
