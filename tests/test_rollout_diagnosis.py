@@ -87,13 +87,21 @@ def test_failed_mount_fails_the_rollout_with_the_event_text(k8s_client, k8s_name
     assert f"Warning FailedMount: {message}" in str(failure.value)
 
 
-def test_a_transient_mount_message_is_not_a_failure(k8s_client, k8s_namespace) -> None:
-    """ "not registered" is the kubelet's informer catching up; the rollout waits it out."""
+@pytest.mark.parametrize(
+    "message",
+    [
+        'object "ns"/"kube-root-ca.crt" not registered',
+        "Couldn't get configMap ns/k8s-sa-workloads: failed to sync configmap cache: timed out waiting "
+        "for the condition",
+    ],
+)
+def test_a_transient_mount_message_is_not_a_failure(k8s_client, k8s_namespace, message) -> None:
+    """The kubelet's informers catching up with a fresh pod; the rollout waits it out."""
     name = _pod(k8s_client, k8s_namespace, "fresh")
-    _event(k8s_client, k8s_namespace, name, "FailedMount", 'object "ns"/"kube-root-ca.crt" not registered')
+    _event(k8s_client, k8s_namespace, name, "FailedMount", message)
     pod = resources.core(k8s_client).read_namespaced_pod(name, k8s_namespace)
     assert failing_reason(resources.core(k8s_client), pod) is None
-    assert "not registered" in describe_pod(resources.core(k8s_client), pod)
+    assert message in describe_pod(resources.core(k8s_client), pod)
 
 
 def test_no_pod_at_all_says_so_at_the_deadline(k8s_client, k8s_namespace) -> None:

@@ -33,6 +33,11 @@ FAILING_REASONS = frozenset(
     }
 )
 """Container waiting reasons after which a pod does not become ready without help."""
+
+TRANSIENT_MOUNT_MESSAGES = ("not registered", "failed to sync configmap cache", "failed to sync secret cache")
+"""FailedMount texts the kubelet emits while its informers catch up with a fresh pod (seen on a
+loaded node right after the pod was bound); they pass by themselves. Any other FailedMount text
+(a missing ConfigMap or Secret, a bad projected volume) does not, and fails the rollout at once."""
 _STREAM_LOCK = threading.Lock()
 """kubernetes.stream patches the ApiClient for the duration of a call: one call at a time."""
 
@@ -184,8 +189,7 @@ def failing_reason(core: kubernetes.client.CoreV1Api, pod: Any) -> str | None:
     events = core.list_namespaced_event(
         pod.metadata.namespace, field_selector=f"involvedObject.name={pod.metadata.name},reason=FailedMount"
     ).items
-    # "not registered" is the kubelet's informer catching up with a fresh pod; it passes by itself.
-    if any("not registered" not in (e.message or "") for e in events):
+    if any(not any(t in (e.message or "") for t in TRANSIENT_MOUNT_MESSAGES) for e in events):
         return "FailedMount"
     return None
 

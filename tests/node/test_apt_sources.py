@@ -128,9 +128,9 @@ def test_python_image_hands_the_sources_to_mmdebstrap(tmp_path, monkeypatch):
 
 
 ALLOWED_HOSTS = re.compile(
-    r"^(127\.0\.0\.1|localhost|host|.*[{$].*|[\w.-]+\.svc(\.cluster\.local)?|[\w.-]+\.test)$"
+    r"^(127\.0\.0\.1|localhost|host|.*[{$].*|[\w.-]+\.svc(\.cluster\.local)?|[\w.-]+\.(test|invalid|example))$"
 )
-"""Loopback, a placeholder (``{...}``, ``${...}``), a cluster Service name, or a reserved test domain."""
+"""Loopback, a placeholder (``{...}``, ``${...}``), a Service name, or a reserved domain (RFC 2606)."""
 
 
 def test_no_package_host_is_named_in_the_code():

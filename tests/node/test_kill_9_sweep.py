@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -100,6 +101,17 @@ def _pytest(folder: Path, env: dict[str, str], log: Path, *args: str) -> subproc
     )
 
 
+def _failure_lines(log: Path) -> str:
+    """pytest's own error lines of an inner run, without the component logs attached to them (the
+    kubelet's klog lines would otherwise push the error itself out of view)."""
+    lines = [
+        line
+        for line in log.read_text(errors="replace").splitlines()
+        if line.startswith(("E ", "FAILED", "ERROR")) and not re.match(r"E\s+[IWEF]\d{4} \d", line)
+    ]
+    return "\n".join(lines[:120])
+
+
 def _skip_if_lock_lost(log: Path) -> None:
     output = log.read_text(errors="replace")
     if "another local node runs on this machine" in output:
@@ -122,7 +134,7 @@ def test_kill_9_then_next_start_sweeps_everything(tmp_path):
         def started() -> bool:
             if proc.poll() is not None:
                 _skip_if_lock_lost(first_log)
-                pytest.fail(f"the first run ended before its pods ran:\n{first_log.read_text()[-4000:]}")
+                pytest.fail(f"the first run ended before its pods ran:\n{_failure_lines(first_log)}")
             return up.exists()
 
         # Cold, the node's components and images are built first (several minutes).
