@@ -97,6 +97,7 @@ def upstream_e2e(session: nox.Session) -> None:
     session.run("k8s-sa", "upstream-e2e", *(session.posargs or ["--k8s-provider", "local"]))
 
 
+@nox.session(python=PYTHON)
 def conformance_go_example(session: nox.Session) -> None:
     """The conformance suite (fast) against examples/go-secret-store as a real pod on local-node.
 
