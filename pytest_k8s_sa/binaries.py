@@ -165,6 +165,25 @@ def _run(argv: list[str], cwd: Path, env: Mapping[str, str], what: str) -> str:
     return proc.stdout
 
 
+def publish_build(
+    out: Path, target: Path, go: str, module: Path, env: Mapping[str, str], info: dict[str, object]
+) -> None:
+    """Stamp ``BUILD-INFO.json`` into a finished staging folder, then move it to its cache entry.
+
+    The rename is the commit point: a build killed before it leaves only staging behind, never a
+    half-filled cache entry that the next lookup would trust.
+    """
+    stamp = {
+        **info,
+        "go": _run([go, "version"], module, env, "go version").strip(),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (out / "BUILD-INFO.json").write_text(json.dumps(stamp, indent=2))
+    if target.exists():
+        shutil.rmtree(target)
+    out.rename(target)
+
+
 def _pinned_module(version: str) -> Path | None:
     path = Path(__file__).parent / "gobuild" / f"v{version}"
     return path if (path / "go.mod").is_file() and (path / "go.sum").is_file() else None
@@ -301,19 +320,7 @@ def build_binaries(
             out.mkdir()
             for component, package in COMPONENTS.items():
                 _build_one(go, module, package, out / component, version, env, progress)
-            (out / "BUILD-INFO.json").write_text(
-                json.dumps(
-                    {
-                        "version": version,
-                        "go": _run([go, "version"], module, env, "go version").strip(),
-                        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    },
-                    indent=2,
-                )
-            )
-            if target.exists():
-                shutil.rmtree(target)
-            out.rename(target)
+            publish_build(out, target, go, module, env, {"version": version})
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     progress(f"Kubernetes v{version} binaries ready in {target}")

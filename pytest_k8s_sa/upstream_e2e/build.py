@@ -11,7 +11,6 @@ the control-plane binaries do (:mod:`pytest_k8s_sa.binaries`).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ from ..binaries import (
     _run,
     _stderr_progress,
     normalize_version,
+    publish_build,
 )
 from ..errors import BuildError
 from ..paths import cache_root
@@ -134,21 +134,9 @@ def _build_into(target: Path, version: str, progress: Progress) -> None:
         )
         for name, package in TOOLS.items():
             _go_build_v(go, module, env, flags, [package], staging / name, name, progress)
-        (staging / "BUILD-INFO.json").write_text(
-            json.dumps(
-                {
-                    "version": version,
-                    "module": str(module.name),
-                    "go": _run([go, "version"], module, env, "go version").strip(),
-                    "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "build_seconds": round(time.monotonic() - started, 1),
-                },
-                indent=2,
-            )
-        )
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        seconds = round(time.monotonic() - started, 1)
+        info = {"version": version, "module": module.name, "build_seconds": seconds}
+        publish_build(staging, target, go, module, env, info)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     progress(f"e2e binaries ready in {target} ({time.monotonic() - started:.0f}s)")
