@@ -1,9 +1,9 @@
 """Secret-store processes for measurements and a load generator, shared by tests and benchmarks.
 
-``launch_store`` starts one more secret store as a local process (emulated kubelet) and hands back
-what measurements look at (stats, RSS); ``run_load`` drives it with keep-alive clients sending a
-:class:`Mix` of tokens; ``standard_mix`` and ``forger`` make the mix of the security gate
-(``tests/security/test_load.py``) and of ``benchmarks/load.py``. No pytest.
+``StoreHandle.of(start_secret_store_process(...))`` wraps one more secret store run as a local
+process (emulated kubelet) with what measurements look at (stats, RSS); ``run_load`` drives it with
+keep-alive clients sending a :class:`Mix` of tokens; ``standard_mix`` and ``forger`` make the mix of
+the security gate (``tests/security/test_load.py``) and of ``benchmarks/load.py``. No pytest.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,12 +24,10 @@ import jwt
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .cluster import Cluster
-from .deploy import Workload, start_secret_store_process
+from .deploy import Workload
 from .hostile import rss_bytes
 from .process import Process
 from .projector import TokenProjector
-from .tokens import BoundObject
 
 
 @dataclass
@@ -59,43 +57,17 @@ class StoreHandle:
         self.process.stop()
         self.projector.stop()
 
+    @classmethod
+    def of(cls, workload: Workload) -> StoreHandle:
+        """Wrap a store from :func:`~pytest_k8s_sa.deploy.start_secret_store_process`.
 
-def launch_store(
-    cluster: Cluster,
-    workdir: Path,
-    *,
-    name: str,
-    namespace: str,
-    service_account: str,
-    pod: BoundObject,
-    allowed: str,
-    audience: str = "secret-store",
-    api_url: str | None = None,
-    extra_ca: bytes = b"",
-    env: Mapping[str, str] | None = None,
-) -> StoreHandle:
-    """Start one secret store process (``deploy.start_secret_store_process``) for a test.
-
-    ``api_url`` replaces the apiserver's address (e.g. a proxy in front of it); ``extra_ca`` is added
-    to the trusted CA bundle (for a proxy that terminates TLS itself); ``env`` sets further variables
-    (``REVIEW_TIMEOUT_SECONDS``, ``CACHE_TTL_SECONDS``, ...).
-    """
-    workload = start_secret_store_process(
-        cluster,
-        workdir,
-        name=name,
-        namespace=namespace,
-        service_account=service_account,
-        pod=pod,
-        allowed=allowed,
-        audience=audience,
-        api_url=api_url,
-        extra_ca=extra_ca,
-        env=env,
-    )
-    assert workload.process is not None
-    assert workload.projector is not None
-    return StoreHandle(workload, workload.process, workload.projector)
+        ``api_url`` there replaces the apiserver's address (e.g. a proxy in front of it), ``extra_ca``
+        is trusted too (a proxy that terminates TLS itself), ``env`` sets further variables
+        (``REVIEW_TIMEOUT_SECONDS``, ``CACHE_TTL_SECONDS``, ...).
+        """
+        assert workload.process is not None
+        assert workload.projector is not None
+        return cls(workload, workload.process, workload.projector)
 
 
 def store_stats(url: str) -> dict[str, int]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import requests
 
+from pytest_k8s_sa.deploy import start_secret_store_process  # noqa: F401
 from pytest_k8s_sa.flaky_api import FlakyApi, http_response, make_test_ca, running_proxy  # noqa: F401
 from pytest_k8s_sa.loadgen import (  # noqa: F401 - re-exported for the security tests
     MALFORMED_SAMPLES,
@@ -19,7 +20,6 @@ from pytest_k8s_sa.loadgen import (  # noqa: F401 - re-exported for the security
     Mix,
     StoreHandle,
     forger,
-    launch_store,
     rss_bytes,
     run_load,
     standard_mix,

@@ -25,7 +25,14 @@ import requests
 from pytest_k8s_sa import resources
 from pytest_k8s_sa.tokens import BoundObject
 
-from ._support import FlakyApi, StoreHandle, http_response, launch_store, make_test_ca, wait_for_status
+from ._support import (
+    FlakyApi,
+    StoreHandle,
+    http_response,
+    make_test_ca,
+    start_secret_store_process,
+    wait_for_status,
+)
 
 REVIEW_TIMEOUT = 2.0
 MARGIN = 2.5
@@ -91,17 +98,19 @@ def flaky_api(k8s_cluster, deployment, tls_pair, tmp_path_factory) -> Iterator[F
 def proxied_store(k8s_cluster, deployment, flaky_api, tls_pair, tmp_path_factory) -> Iterator[StoreHandle]:
     """A secret store (the deployed store's identity, with auth-delegator) behind the flaky API."""
     identity = deployment.secret_store
-    store = launch_store(
-        k8s_cluster,
-        tmp_path_factory.mktemp("proxied-store"),
-        name="secret-store-proxied",
-        namespace=identity.namespace,
-        service_account=identity.service_account,
-        pod=identity.pod,
-        allowed=f"{deployment.api.namespace}:{deployment.api.service_account}",
-        api_url=flaky_api.url,
-        extra_ca=tls_pair[0].cert_pem,
-        env={"REVIEW_TIMEOUT_SECONDS": str(REVIEW_TIMEOUT), "CACHE_TTL_SECONDS": "0"},
+    store = StoreHandle.of(
+        start_secret_store_process(
+            k8s_cluster,
+            tmp_path_factory.mktemp("proxied-store"),
+            name="secret-store-proxied",
+            namespace=identity.namespace,
+            service_account=identity.service_account,
+            pod=identity.pod,
+            allowed=f"{deployment.api.namespace}:{deployment.api.service_account}",
+            api_url=flaky_api.url,
+            extra_ca=tls_pair[0].cert_pem,
+            env={"REVIEW_TIMEOUT_SECONDS": str(REVIEW_TIMEOUT), "CACHE_TTL_SECONDS": "0"},
+        )
     )
     yield store
     store.stop()
@@ -198,15 +207,17 @@ def test_store_without_auth_delegator_gives_503_then_recovers_when_granted(
     try:
         resources.create_service_account(api, namespace, "store")
         pod = resources.create_placeholder_pod(api, namespace, "store", "store")
-        store = launch_store(
-            k8s_cluster,
-            tmp_path_factory.mktemp("unprivileged-store"),
-            name="secret-store-unprivileged",
-            namespace=namespace,
-            service_account="store",
-            pod=BoundObject("Pod", pod.metadata.name, pod.metadata.uid),
-            allowed=f"{deployment.api.namespace}:{deployment.api.service_account}",
-            env={"REVIEW_TIMEOUT_SECONDS": str(REVIEW_TIMEOUT), "CACHE_TTL_SECONDS": "0"},
+        store = StoreHandle.of(
+            start_secret_store_process(
+                k8s_cluster,
+                tmp_path_factory.mktemp("unprivileged-store"),
+                name="secret-store-unprivileged",
+                namespace=namespace,
+                service_account="store",
+                pod=BoundObject("Pod", pod.metadata.name, pod.metadata.uid),
+                allowed=f"{deployment.api.namespace}:{deployment.api.service_account}",
+                env={"REVIEW_TIMEOUT_SECONDS": str(REVIEW_TIMEOUT), "CACHE_TTL_SECONDS": "0"},
+            )
         )
         assert_fails_closed_then_recovers(store, api_token.raw)
         review_errors = [
