@@ -15,7 +15,7 @@ from pytest_k8s_sa import resources
 from pytest_k8s_sa.cluster import Cluster
 from pytest_k8s_sa.deploy import Workload
 from pytest_k8s_sa.deploy.sut import SutRun
-from pytest_k8s_sa.tokens import request_token
+from pytest_k8s_sa.tokens import Token, request_token
 from pytest_k8s_sa.types import ServiceAccountRef
 from pytest_k8s_sa.waiting import wait_until
 
@@ -60,21 +60,31 @@ def call_through_caller(run: SutRun) -> requests.Response:
     return run.deployment.api.get(run.sut.caller.call_path)
 
 
+def callee_audience_token(cluster: Cluster, run: SutRun, workload: Workload) -> Token:
+    """A token of ``workload``'s account for the callee's audience, bound to its pod, as its kubelet
+    would project it: the suite plays that workload's part."""
+    return request_token(
+        cluster.api_client,
+        workload.namespace,
+        workload.service_account,
+        audiences=[run.deployment.audience],
+        expiration_seconds=600,
+        bound_object=workload.pod,
+    )
+
+
 def allowed_token(cluster: Cluster, run: SutRun) -> str:
     """A fresh token of the allowed caller for the callee (pod-bound like a projected one).
 
     Fresh on purpose: a callee may cache a success for ``cache_seconds``; a token it has never seen
     must be reviewed, which is what the fail-closed checks need.
     """
-    caller = run.deployment.api
-    return request_token(
-        cluster.api_client,
-        caller.namespace,
-        caller.service_account,
-        audiences=[run.deployment.audience],
-        expiration_seconds=600,
-        bound_object=caller.pod,
-    ).raw
+    return callee_audience_token(cluster, run, run.deployment.api).raw
+
+
+def intruder_token(cluster: Cluster, run: SutRun) -> Token:
+    """A valid token of the intruder (not on the allow-list) for the callee's own audience."""
+    return callee_audience_token(cluster, run, run.deployment.data_store)
 
 
 def status_of(run: SutRun, token: str, timeout: float = 30) -> int:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_k8s_sa.tokens import request_token
-
-from .helpers import granted, refused, sa_ref, store_says
+from .helpers import granted, intruder_token, refused, sa_ref, store_says
 
 
 @pytest.mark.conformance("AUD-001", "the caller's token for the API audiences (not the callee's) is refused")
@@ -37,17 +35,8 @@ def test_other_audience_token_is_refused(check, k8s_cluster, sut_run, projected_
     "AUD-003", "the intruder with a valid token for the callee's audience, not on the allow-list, is refused"
 )
 def test_data_store_is_refused_by_the_allow_list(check, k8s_cluster, sut_run, token_review):
-    intruder = sut_run.deployment.data_store
-    # The suite plays the intruder: a pod-bound token for the callee's own audience, as its kubelet
-    # would project it.
-    token = request_token(
-        k8s_cluster.api_client,
-        intruder.namespace,
-        intruder.service_account,
-        audiences=[sut_run.deployment.audience],
-        expiration_seconds=600,
-        bound_object=intruder.pod,
-    )
+    # The suite plays the intruder: a pod-bound token for the callee's own audience.
+    token = intruder_token(k8s_cluster, sut_run)
     review = token_review(token, [sut_run.deployment.audience])
     status, _ = store_says(sut_run, token.raw)
     check.record("status", status)

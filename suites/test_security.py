@@ -18,7 +18,7 @@ from pytest_k8s_sa.flaky_api import http_response
 from pytest_k8s_sa.rawhttp import raw_request
 from pytest_k8s_sa.tokens import mint_token, request_token
 
-from .helpers import allowed_token, granted, refused, sa_ref, status_of, wait_for_grant
+from .helpers import allowed_token, granted, intruder_token, refused, sa_ref, status_of, wait_for_grant
 
 MIB = 1024 * 1024
 OUTAGE_ANSWER_SECONDS = 15.0
@@ -173,15 +173,7 @@ def test_non_ascii_headers(check, sut_run, real):
     "SEC-009", "a repeated credential header is refused as ambiguous (4xx)", level="should"
 )
 def test_duplicated_headers(check, k8s_cluster, sut_run, real):
-    intruder = sut_run.deployment.data_store
-    other = request_token(
-        k8s_cluster.api_client,
-        intruder.namespace,
-        intruder.service_account,
-        audiences=[sut_run.deployment.audience],
-        expiration_seconds=600,
-        bound_object=intruder.pod,
-    ).raw
+    other = intruder_token(k8s_cluster, sut_run).raw
     line = sut_run.sut.callee.credential_line
     cases = {
         "valid then junk": [real, "junk"],
