@@ -6,6 +6,7 @@ The library does the work; this module decides which provider to use, keeps one 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -111,6 +112,19 @@ def make_provider(config: pytest.Config, tmp_path_factory: pytest.TempPathFactor
         raise pytest.UsageError(str(exc)) from None
 
 
+def _progress_visible(config: pytest.Config) -> contextlib.AbstractContextManager[None]:
+    """Let the provider's progress lines through pytest's output capture while it starts.
+
+    A first run builds binaries and images for minutes; captured, those ``[k8s-sa] ...`` lines would
+    only show if the start failed, and the terminal would sit silent meanwhile.
+    """
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is None:
+        return contextlib.nullcontext()
+    manager: contextlib.AbstractContextManager[None] = capture.global_and_fixture_disabled()
+    return manager
+
+
 @pytest.fixture(scope="session")
 def k8s_cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -123,7 +137,8 @@ def k8s_cluster(
     config = request.config
     provider = make_provider(config, tmp_path_factory)
     try:
-        info = provider.create()
+        with _progress_visible(config):
+            info = provider.create()
     except K8sSAError as exc:
         pytest.fail(f"[k8s-sa] {exc}", pytrace=False)
     cluster = Cluster(info, config.stash[RUN_ID_KEY])

@@ -109,3 +109,36 @@ def test_up_rejects_an_unknown_provider() -> None:
     )
     assert result.returncode == 2
     assert "invalid choice: 'minikube'" in result.stderr
+
+
+PROGRESS_CONFTEST = '''
+from pytest_k8s_sa.errors import K8sSAError
+from pytest_k8s_sa.providers import registry
+
+
+class SlowFirstStart:
+    """Stands in for a provider whose first start builds binaries: it says so, then gives up."""
+
+    def create(self):
+        import sys
+
+        print("[k8s-sa] building kube-apiserver: 1/2079 packages compiled", file=sys.stderr, flush=True)
+        raise K8sSAError("stopped here on purpose")
+
+
+registry.PROVIDERS["local"] = lambda settings: SlowFirstStart()
+'''
+
+
+def test_provider_progress_is_not_swallowed_by_output_capture(pytester: pytest.Pytester) -> None:
+    """Progress lines of a starting provider reach the terminal at once, not the captured output.
+
+    Captured, they would only show in the failure report after minutes of a silent terminal.
+    """
+    pytester.makeconftest(PROGRESS_CONFTEST)
+    pytester.makepyfile("def test_needs_a_cluster(k8s_cluster):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    assert any("1/2079 packages compiled" in line for line in result.errlines), result.errlines
+    assert not any("Captured stderr" in line for line in result.outlines)
+    result.stdout.fnmatch_lines(["*stopped here on purpose*"])
