@@ -2,15 +2,18 @@
 
 As a new user would: ``pip wheel .``, a new venv, ``pip install`` the wheel (its dependencies come from
 the machine's pip configuration and cache), then the fast profile from an empty folder outside the
-repository, once with ``k8s-sa conformance`` and once with ``pytest --pyargs`` and a SUT file. Plain
-subprocesses throughout (the kubernetes client must not share this interpreter). Slow (a few
-minutes: the install and two suite runs), and part of ``nox -s tests`` on purpose: CI must run it.
+repository, once with ``k8s-sa conformance``, once with ``pytest --pyargs`` and a SUT file, and once
+against a team's own service in another language: ``examples/go-secret-store`` built with the venv's
+python (its build script needs only the installed package and Go) and judged through its ``sut.yaml``.
+Plain subprocesses throughout (the kubernetes client must not share this interpreter). Slow (a few
+minutes: the install and three suite runs), and part of ``nox -s tests`` on purpose: CI must run it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -20,6 +23,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+GO_EXAMPLE = ROOT / "examples" / "go-secret-store"
 SHIPPED = (
     "pytest_k8s_sa/suites/conftest.py",
     "pytest_k8s_sa/suites/test_security.py",
@@ -126,3 +130,40 @@ def test_pytest_pyargs_with_a_sut_file(installed, tmp_path):
     assert report["sut_file"] == str(sut_file.resolve())
     assert report["sut_digest"].startswith("sha256:")
     assert report["summary_by_level"]["must"]["failed"] == 0
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="building examples/go-secret-store needs Go on PATH")
+def test_go_secret_store_judged_from_the_wheel(installed, tmp_path):
+    """A second-language SUT, as a team outside this repository would run it: build, SUT file, suite.
+
+    The example's files are copied to a folder outside the repository and its binary is built there
+    (``build.py --out-dir``) with the venv's python, so neither the build nor the suite can reach the
+    checkout. Local provider, so the callee runs as a process (``command`` in ``sut.yaml``).
+    """
+    target, env = installed
+    folder = tmp_path / "acme"
+    folder.mkdir()
+    shutil.copy(GO_EXAMPLE / "sut.yaml", folder / "sut.yaml")
+    python = str(target / "bin" / "python")
+    built = _run([python, str(GO_EXAMPLE / "build.py"), "--out-dir", str(folder)], folder, env, 1200)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    assert (folder / "bin" / "secret-store").is_file()
+    conformance = [str(target / "bin" / "k8s-sa"), "conformance", "--sut", "sut.yaml"]
+    result = _run(
+        [*conformance, "--conformance-report", "report.json"],
+        folder,
+        env,
+        1200,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    report = _report(folder / "report.json")
+    assert report["implementation"]["name"] == "go-secret-store"
+    assert report["sut_file"] == str((folder / "sut.yaml").resolve())
+    must = report["summary_by_level"]["must"]
+    assert must["failed"] == 0
+    assert must["passed"] >= 20
+    # No caller in this SUT file: the caller's checks skip and say so, they do not pass vacuously.
+    rotation = [check for check in report["checks"] if check["id"] == "ROT-001"]
+    assert rotation
+    assert rotation[0]["outcome"] == "skipped"
+    assert "caller" in (rotation[0]["message"] or "")
