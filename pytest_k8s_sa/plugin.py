@@ -136,11 +136,14 @@ def k8s_cluster(
     """
     config = request.config
     provider = make_provider(config, tmp_path_factory)
+    failure = None
     try:
         with _progress_visible(config):
             info = provider.create()
     except K8sSAError as exc:
-        pytest.fail(f"[k8s-sa] {exc}", pytrace=False)
+        failure = str(exc)  # failed outside the handler, so the report does not repeat it as a chain
+    if failure is not None:
+        pytest.fail(f"[k8s-sa] {failure}", pytrace=False)
     cluster = Cluster(info, config.stash[RUN_ID_KEY])
     config.stash[CLUSTER_KEY] = cluster
     try:

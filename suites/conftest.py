@@ -74,9 +74,12 @@ def sut_run(
     try:
         run = stack.enter_context(manager)
     except K8sSAError as exc:
-        pytest.fail(f"[k8s-sa] the system under test did not deploy:\n{exc}", pytrace=False)
-    with stack:
-        yield run
+        failure = str(exc)  # failed outside the handler, so the report does not repeat it as a chain
+    else:
+        with stack:
+            yield run
+        return
+    pytest.fail(f"[k8s-sa] the system under test did not deploy:\n{failure}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
