@@ -142,3 +142,4 @@ def test_kind_without_docker_says_what_to_do(pytester, monkeypatch):
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*no Docker engine answers*"])
     assert "Traceback" not in result.stdout.str()
+    assert "During handling" not in result.stdout.str(), "the error is said once, not as a chain"
