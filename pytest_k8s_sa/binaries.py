@@ -46,7 +46,8 @@ COMPONENTS: Mapping[str, str] = {
 Progress = Callable[[str], None]
 
 
-def _stderr_progress(message: str) -> None:
+def stderr_progress(message: str) -> None:
+    """The default :data:`Progress`: one ``[k8s-sa] ...`` line on stderr, flushed at once."""
     print(f"[k8s-sa] {message}", file=sys.stderr, flush=True)
 
 
@@ -102,7 +103,7 @@ def find_binaries(
     explicit_dir: str | Path | None = None,
     *,
     build: bool = True,
-    progress: Progress = _stderr_progress,
+    progress: Progress = stderr_progress,
 ) -> Binaries:
     """Find every component; build the missing ones into the cache when ``build`` is true.
 
@@ -250,7 +251,7 @@ def write_wrapper_module(
 
 
 def pin_wrapper_modules(
-    version: str, *, node: bool = True, progress: Progress = _stderr_progress
+    version: str, *, node: bool = True, progress: Progress = stderr_progress
 ) -> list[Path]:
     """Write ``gobuild/v<version>`` (and ``gobuild/node-v<version>``) into this package, so later
     builds of that version use a reviewed, pinned go.sum instead of whatever ``go mod tidy`` finds.
@@ -292,7 +293,7 @@ def _ldflags(version: str) -> str:
 
 
 def build_binaries(
-    version: str = DEFAULT_K8S_VERSION, *, progress: Progress = _stderr_progress, force: bool = False
+    version: str = DEFAULT_K8S_VERSION, *, progress: Progress = stderr_progress, force: bool = False
 ) -> Path:
     """Build etcd, kube-apiserver and kube-controller-manager into the version's cache folder.
 
@@ -455,7 +456,7 @@ NODE_COMPONENT_SETS = ("kubernetes-node", "containerd", "coredns", "pause")
 
 
 def node_binaries(
-    version: str = DEFAULT_K8S_VERSION, *, progress: Progress = _stderr_progress
+    version: str = DEFAULT_K8S_VERSION, *, progress: Progress = stderr_progress
 ) -> dict[str, Path]:
     """Every binary the local-node provider runs, built on first use into the cache.
 
@@ -471,7 +472,7 @@ def node_binaries(
     return found
 
 
-def resolved_node_module(version: str, *, progress: Progress = _stderr_progress) -> Path:
+def resolved_node_module(version: str, *, progress: Progress = stderr_progress) -> Path:
     """A node wrapper module for a version with none pinned in the package: resolved once with
     ``go mod tidy`` into ``<cache>/gobuild/node-v<version>`` (under a file lock) and reused."""
     version = normalize_version(version)
@@ -506,7 +507,7 @@ def _module_digest(module: Path) -> str:
 
 
 def build_component_set(
-    components: ComponentSet, *, progress: Progress = _stderr_progress, force: bool = False
+    components: ComponentSet, *, progress: Progress = stderr_progress, force: bool = False
 ) -> Path:
     """Build one component set into ``<cache>/node/<name>-<module digest>``, under a file lock."""
     module = Path(__file__).parent / "gobuild" / components.module

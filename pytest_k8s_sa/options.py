@@ -151,6 +151,14 @@ OPTIONS: tuple[Option, ...] = (
         "'deb ...' entry or an apt sources file (default: this machine's own apt sources).",
     ),
     Option(
+        "--k8s-node-wait",
+        "k8s_node_wait",
+        "k8s_sa_node_wait",
+        "K8S_SA_NODE_WAIT",
+        "local-node: seconds to wait for this machine's node lock while another run holds it (one "
+        "node per machine); default 5, e.g. 1800 where CI jobs share a machine.",
+    ),
+    Option(
         "--sut",
         "sut",
         "k8s_sa_sut",
@@ -267,7 +275,22 @@ def resolve(config: pytest.Config) -> Settings:
         kind_pod_subnet=get(config, "kind_pod_subnet"),
         kind_service_subnet=get(config, "kind_service_subnet"),
         apt_mirror=get(config, "k8s_apt_mirror"),
+        node_wait_seconds=_seconds(config, "k8s_node_wait", Settings.node_wait_seconds),
     )
+
+
+def _seconds(config: pytest.Config, dest: str, default: float) -> float:
+    """A non-negative number of seconds, or a usage error naming the option."""
+    raw = get(config, dest)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise pytest.UsageError(f"{BY_DEST[dest].flag}: {raw!r} is not a number of seconds (e.g. 600).")
+    return value
 
 
 def sut_path(config: pytest.Config) -> Path | None:

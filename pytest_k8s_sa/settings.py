@@ -38,3 +38,5 @@ class Settings:
     """A pytest-xdist worker: the cluster belongs to the whole run and is shared with other workers."""
     apt_mirror: str | None = None
     """local-node: where the python image's Debian packages come from (None: this machine's apt sources)."""
+    node_wait_seconds: float = 5.0
+    """local-node: how long to wait for the machine's node lock while another run holds it."""

@@ -10,7 +10,8 @@ from pytest_k8s_sa.fixtures import SETTINGS_KEY
 def test_settings(request):
     s = request.config.stash[SETTINGS_KEY]
     print(f"SETTINGS provider={s.provider} kubeconfig={s.kubeconfig} keep={s.keep_cluster} "
-          f"keepns={s.keep_namespaces_on_failure} version={s.k8s_version} apt={s.apt_mirror}")
+          f"keepns={s.keep_namespaces_on_failure} version={s.k8s_version} apt={s.apt_mirror} "
+          f"nodewait={s.node_wait_seconds:g}")
 """
 
 
@@ -23,6 +24,7 @@ def settings_of(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
         "K8S_SA_VERSION",
         "K8S_SA_BIN_DIR",
         "K8S_SA_APT_MIRROR",
+        "K8S_SA_NODE_WAIT",
     ):
         monkeypatch.delenv(var, raising=False)
     pytester.makepyfile(PRINT_SETTINGS)
@@ -62,6 +64,15 @@ def test_apt_mirror_from_ini_env_and_flag(settings_of, pytester, monkeypatch):
     assert "apt=http://flag.test/debian" in settings_of("--k8s-apt-mirror=http://flag.test/debian")
 
 
+def test_node_wait_from_ini_env_and_flag(settings_of, pytester, monkeypatch):
+    assert settings_of().endswith("nodewait=5")
+    pytester.makeini("[pytest]\nk8s_sa_node_wait = 120\n")
+    assert settings_of().endswith("nodewait=120")
+    monkeypatch.setenv("K8S_SA_NODE_WAIT", "1800")
+    assert settings_of().endswith("nodewait=1800")
+    assert settings_of("--k8s-node-wait=0").endswith("nodewait=0")
+
+
 def test_keep_cluster_from_env(settings_of, monkeypatch):
     monkeypatch.setenv("K8S_SA_KEEP_CLUSTER", "yes")
     assert "keep=True" in settings_of()
@@ -77,6 +88,8 @@ def test_keep_cluster_from_env(settings_of, monkeypatch):
         (["--kubeconfig=/x", "--k8s-bin-dir=/y"], {}, "for the local provider only"),
         ([], {"K8S_SA_PROVIDER": "eks"}, "is not a valid --k8s-provider"),
         ([], {"K8S_SA_KEEP_CLUSTER": "maybe"}, "is not a boolean"),
+        (["--k8s-node-wait=soon"], {}, "--k8s-node-wait: 'soon' is not a number of seconds"),
+        ([], {"K8S_SA_NODE_WAIT": "-1"}, "--k8s-node-wait: '-1' is not a number of seconds"),
     ],
 )
 def test_contradictions_are_usage_errors(pytester, monkeypatch, args, env, message):

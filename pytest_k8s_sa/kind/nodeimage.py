@@ -45,10 +45,10 @@ from ..binaries import (
     Progress,
     _ldflags,
     _node_sets,
-    _stderr_progress,
     build_component_set,
     find_binaries,
     normalize_version,
+    stderr_progress,
 )
 from ..errors import BuildError
 from ..node import aptsources, images
@@ -211,7 +211,7 @@ def tools_set(version: str) -> ComponentSet:
     )
 
 
-def node_binaries(version: str, progress: Progress = _stderr_progress) -> NodeBinaries:
+def node_binaries(version: str, progress: Progress = stderr_progress) -> NodeBinaries:
     """Find or build (into the shared cache, under file locks) everything the node image holds."""
     version = normalize_version(version)
     control_plane = find_binaries(version, progress=progress)
@@ -414,7 +414,7 @@ def build_node_image(
     *,
     tag: str | None = None,
     force: bool = False,
-    progress: Progress = _stderr_progress,
+    progress: Progress = stderr_progress,
 ) -> str:
     """Build (or find, by content key) the kind node image for ``version``; return its tag."""
     version = normalize_version(version)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..binaries import ComponentSet, GoTool, Progress, _stderr_progress, build_component_set
+from ..binaries import ComponentSet, GoTool, Progress, build_component_set, stderr_progress
 
 KIND_VERSION = "v0.33.0"
 """The kind release whose Go module the project builds (it knows kubeadm's v1beta4 config)."""
@@ -18,12 +18,12 @@ KIND_VERSION = "v0.33.0"
 KIND_SET = ComponentSet(f"kind-{KIND_VERSION}", f"kind-{KIND_VERSION}", (GoTool("kind", "sigs.k8s.io/kind"),))
 
 
-def build_kind(*, progress: Progress = _stderr_progress, force: bool = False) -> Path:
+def build_kind(*, progress: Progress = stderr_progress, force: bool = False) -> Path:
     """Build (once) and return the project's ``kind`` binary."""
     return build_component_set(KIND_SET, progress=progress, force=force) / "kind"
 
 
-def find_kind(explicit: str | None = None, *, progress: Progress = _stderr_progress) -> Path:
+def find_kind(explicit: str | None = None, *, progress: Progress = stderr_progress) -> Path:
     """``explicit`` (``--kind-bin``) > ``kind`` on PATH > the project's build (built on first use)."""
     if explicit:
         return Path(explicit)

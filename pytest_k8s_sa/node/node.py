@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import kubernetes
 from filelock import FileLock, Timeout
 
+from ..binaries import stderr_progress
 from ..paths import cache_root
 from ..process import Process, sweep_orphans
 from ..waiting import WaitTimeout, wait_until
@@ -111,6 +113,9 @@ class LocalNode:
     runner: Runner = field(default_factory=Runner)
     apt_mirror: str | None = None
     """Where the python image's packages come from (None: this machine's apt sources)."""
+    lock_wait_seconds: float = 5.0
+    """How long :meth:`start_network` waits for the machine's node lock (``--k8s-node-wait``)."""
+    progress: Callable[[str], None] = field(default=stderr_progress, repr=False)
     timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -144,15 +149,7 @@ class LocalNode:
     def start_network(self) -> None:
         """Lock, sweep, record state, guard and namespace. The apiserver may bind the host IP after."""
         state_dir().mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(state_dir() / "node.lock"))
-        try:
-            lock.acquire(timeout=5)
-        except Timeout:
-            raise NodeError(
-                "another local node runs on this machine (one at a time: kubelet and containerd use fixed "
-                f"host paths); lock {lock.lock_file}"
-            ) from None
-        self._lock = lock
+        self._lock = self._take_node_lock()
         sweep(self.runner)
         remove_tree(self.workdir)
         state = {
@@ -166,6 +163,30 @@ class LocalNode:
         started = time.monotonic()
         self.network.start()
         self.timings["network_seconds"] = round(time.monotonic() - started, 2)
+
+    def _take_node_lock(self) -> FileLock:
+        """The machine-wide node lock, waiting up to ``lock_wait_seconds`` and saying so every 30 s.
+
+        A file lock: the kernel releases it when its holder dies, so waiting can never outlive a
+        crashed run, only a live one.
+        """
+        lock = FileLock(str(state_dir() / "node.lock"))
+        deadline = time.monotonic() + self.lock_wait_seconds
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                lock.acquire(timeout=max(0.0, min(30.0, remaining)))
+                return lock
+            except Timeout:
+                if time.monotonic() >= deadline:
+                    raise NodeError(
+                        "another local node runs on this machine (one at a time: kubelet and containerd "
+                        f"use fixed host paths); waited {self.lock_wait_seconds:g} s for lock "
+                        f"{lock.lock_file}. Wait longer with --k8s-node-wait SECONDS (ini k8s_sa_node_wait, "
+                        "$K8S_SA_NODE_WAIT)."
+                    ) from None
+                left = deadline - time.monotonic()
+                self.progress(f"waiting for the local node lock held by another run ({left:.0f} s left)")
 
     def start_node(
         self,

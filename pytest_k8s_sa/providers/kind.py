@@ -23,20 +23,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import yaml
 
-from ..binaries import DEFAULT_K8S_VERSION
+from ..binaries import DEFAULT_K8S_VERSION, stderr_progress
 from ..errors import ClusterUnreachableError, K8sSAError
 from .base import Capabilities, ClusterInfo
 from .kubeconfig import probe
-
-
-def _say(message: str) -> None:
-    print(f"[k8s-sa] {message}", file=sys.stderr, flush=True)
 
 
 class KindProvider:
@@ -94,15 +89,15 @@ class KindProvider:
         from ..kind import config, docker, nodeimage, tool
 
         try:
-            self._owns_engine = docker.ensure(self.owner_pid, progress=_say)
-            kind_bin = tool.find_kind(self.kind_bin, progress=_say)
+            self._owns_engine = docker.ensure(self.owner_pid, progress=stderr_progress)
+            kind_bin = tool.find_kind(self.kind_bin, progress=stderr_progress)
             self.kind_bin = str(kind_bin)
             image = self.image or nodeimage.default_image(self.version)
             if image == nodeimage.default_image(self.version):
                 # Built here when missing; on a workstation with the image pulled, only inspected.
                 if not nodeimage.image_present(image):
-                    _say(f"{image} is not in the Docker engine; building it from local components")
-                    nodeimage.build_node_image(self.version, progress=_say)
+                    stderr_progress(f"{image} is not in the Docker engine; building it from local components")
+                    nodeimage.build_node_image(self.version, progress=stderr_progress)
             elif not nodeimage.image_present(image):
                 raise ClusterUnreachableError(
                     f"the kind node image {image} is not in the Docker engine: `docker pull` it, or drop "
@@ -170,7 +165,7 @@ class KindProvider:
         try:
             self._docker("cp", f"{self.node_container}:/etc/kubernetes/pki/sa.key", str(target))
         except ClusterUnreachableError as exc:
-            _say(f"no signing key from the node ({exc}); minted-token checks will skip")
+            stderr_progress(f"no signing key from the node ({exc}); minted-token checks will skip")
             return None
         target.chmod(0o600)
         return target
@@ -264,9 +259,9 @@ class KindProvider:
         if self.cluster_name not in self._clusters():
             return
         if self.keep:
-            _say(f"reusing the existing kind cluster {self.cluster_name!r} (--keep-cluster)")
+            stderr_progress(f"reusing the existing kind cluster {self.cluster_name!r} (--keep-cluster)")
             return
-        _say(f"deleting the kind cluster {self.cluster_name!r} an earlier run left behind")
+        stderr_progress(f"deleting the kind cluster {self.cluster_name!r} an earlier run left behind")
         assert self.kind_bin is not None
         subprocess.run(
             [self.kind_bin, "delete", "cluster", f"--name={self.cluster_name}"],

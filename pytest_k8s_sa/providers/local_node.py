@@ -47,9 +47,11 @@ class LocalNodeProvider:
         owner_pid: int | None = None,
         keep: bool = False,
         apt_mirror: str | None = None,
+        node_wait_seconds: float = 5.0,
     ) -> None:
         self.version = version
         self.apt_mirror = apt_mirror
+        self.node_wait_seconds = node_wait_seconds
         self.bin_dir = bin_dir
         self.owner_pid = owner_pid
         self.keep = keep
@@ -68,7 +70,11 @@ class LocalNodeProvider:
         node_bins = node_binaries(self.version)
         self.timings["binaries_seconds"] = round(time.monotonic() - started, 2)
         node = LocalNode(
-            self.workdir / "node", node_bins, owner_pid=self.owner_pid, apt_mirror=self.apt_mirror
+            self.workdir / "node",
+            node_bins,
+            owner_pid=self.owner_pid,
+            apt_mirror=self.apt_mirror,
+            lock_wait_seconds=self.node_wait_seconds,
         )
         self.node = node
         try:

@@ -53,6 +53,7 @@ def _local_node(settings: Settings) -> Provider:
         owner_pid=settings.owner_pid or os.getpid(),
         keep=settings.keep_cluster,
         apt_mirror=settings.apt_mirror,
+        node_wait_seconds=settings.node_wait_seconds,
     )
 
 

@@ -30,9 +30,9 @@ from ..binaries import (
     _ldflags,
     _module_digest,
     _run,
-    _stderr_progress,
     normalize_version,
     publish_build,
+    stderr_progress,
 )
 from ..errors import BuildError
 from ..paths import cache_root
@@ -82,7 +82,7 @@ def find_e2e_binaries(
     version: str = DEFAULT_K8S_VERSION,
     *,
     build: bool = True,
-    progress: Progress = _stderr_progress,
+    progress: Progress = stderr_progress,
     force: bool = False,
 ) -> E2EBinaries:
     """The cached binaries, built first when missing (``build``) or when ``force`` is set."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import kubernetes
 
-from ..binaries import DEFAULT_K8S_VERSION, _stderr_progress
+from ..binaries import DEFAULT_K8S_VERSION, stderr_progress
 from ..providers.base import ClusterInfo, NodeControl, Provider
 from ..providers.registry import PROVIDERS, build_provider, resolve_provider
 from ..settings import Settings
@@ -35,7 +35,7 @@ from .run import (
     validate_regex,
 )
 
-progress = _stderr_progress
+progress = stderr_progress
 
 
 def _env_flag(name: str) -> bool:

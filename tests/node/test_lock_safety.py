@@ -85,3 +85,29 @@ def test_a_provider_without_the_lock_keeps_the_shared_work_folder(
     provider.node = LocalNode(provider.workdir / "node", binaries, runner=Runner(dry_run=True))  # type: ignore[arg-type]
     provider.destroy()
     assert marker.exists()
+
+
+def test_a_node_waits_for_the_lock_as_long_as_it_was_told(isolated_cache: Path, tmp_path: Path) -> None:
+    """``--k8s-node-wait``: while another run holds the lock the node waits, then says what to set."""
+    isolated_cache.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(isolated_cache / "node.lock")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    binaries = {name: tmp_path / name for name in ("containerd", "ctr", "kubelet", "kube-proxy")}
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        impatient = LocalNode(tmp_path / "a", binaries, runner=Runner(dry_run=True), lock_wait_seconds=0.2)  # type: ignore[arg-type]
+        with pytest.raises(NodeError, match=r"waited 0.2 s .*--k8s-node-wait SECONDS"):
+            impatient.start_network()
+        patient = LocalNode(tmp_path / "b", binaries, runner=Runner(dry_run=True), lock_wait_seconds=120)  # type: ignore[arg-type]
+        holder.communicate(input="", timeout=10)  # the other run ends; its lock goes with it
+        lock = patient._take_node_lock()
+        assert lock.is_locked
+        lock.release()
+    finally:
+        if holder.poll() is None:
+            holder.communicate(input="", timeout=10)
