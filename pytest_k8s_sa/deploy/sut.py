@@ -421,6 +421,11 @@ def _tap_docs(
     notes the ``jti`` of the credential in ``header``, which the suite reads from its status port.
     The workload code comes from the ``k8s-sa-workloads`` ConfigMap in the caller's namespace, which
     goes with the namespace at cleanup.
+
+    No readiness probe, on purpose: a restarted kubelet (the rotation on demand) reports every probed
+    container unready until its probe passes again, and the tap's Service would then drop the very
+    calls whose token ROT-001 must see. The tap is proven end to end instead: the deployment waits
+    for the first call through the caller (and so through the tap) to be granted.
     """
     container = {
         "name": "tap",
@@ -440,7 +445,6 @@ def _tap_docs(
             {"name": "http", "containerPort": TAP_PORT},
             {"name": "status", "containerPort": TAP_STATUS_PORT},
         ],
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": TAP_STATUS_PORT}, "periodSeconds": 1},
         "resources": {"limits": {"memory": "128Mi"}},
         "volumeMounts": [{"name": "code", "mountPath": "/app/k8s_sa_workloads", "readOnly": True}],
     }
