@@ -133,8 +133,8 @@ class Cancelled(Exception):
 
 
 def sent_jti(sut_run) -> str | None:
-    """Make the caller call the callee once; the jti of the token it sent (the tap or the reference
-    API service's /debug/token-info saw it)."""
+    """Make the caller call the callee once; the jti of the token it sent (as the token tap between
+    them saw it, in process and pod mode alike, or the reference API service's /debug/token-info)."""
     call_through_caller(sut_run)
     return sut_run.caller_jti()
 
@@ -145,8 +145,8 @@ def observable(sut_run) -> str | None:
         return "the SUT file names no caller (`caller:`), so there is no caller to judge"
     if sut_run.caller_jti is None:
         return (
-            "the token the caller sends cannot be observed here: in pod mode the suite is not between the "
-            "caller and the callee (process mode on the local provider is)"
+            "the token the caller sends cannot be observed here: no token tap stands between the caller "
+            "and the callee in this deployment"
         )
     return None
 

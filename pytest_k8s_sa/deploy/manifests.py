@@ -16,24 +16,30 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import jwt
 import kubernetes
 import requests
 import yaml
-from kubernetes.client import ApiException
 
 from .. import paths, resources
 from ..cluster import Cluster
-from ..tokens import BoundObject, Token
+from ..tokens import BoundObject
 from ..waiting import WaitTimeout, wait_until
 from .model import API_TOKEN_REFRESH_SECONDS, AUDIENCE, Deployment, Workload
-from .pods import DeployError, PortForward, file_reader, log_reader, wait_for_rollout
+from .pods import (
+    DeployError,
+    PortForward,
+    file_reader,
+    log_reader,
+    rotate_by_kubelet_restart,
+    wait_for_rollout,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 MANIFESTS_DIR = paths.manifests_dir()
 """The templated manifests: in the wheel, or at the checkout's top (``$K8S_SA_MANIFESTS`` overrides)."""
 WORKLOADS_DIR = PACKAGE_DIR / "workloads"
 SECRET_STORE_MANIFEST = "30-secret-store.yaml"  # noqa: S105 - a file name
+WORKLOAD_CODE_CONFIGMAP = "k8s-sa-workloads"
 DEFAULT_IMAGE = "python:3.11-slim"
 """The workloads' image where the provider names none (kind, real clusters); ``$K8S_SA_WORKLOAD_IMAGE``
 overrides it, and providers that build their own image say so in ``Capabilities.default_workload_image``."""
@@ -57,11 +63,27 @@ def render_manifest(path: Path, values: dict[str, str]) -> list[dict[str, Any]]:
     except KeyError as exc:
         raise DeployError(f"{path}: no value for the placeholder ${{{exc.args[0]}}}") from None
     docs = [doc for doc in yaml.safe_load_all(text) if doc]
-    workload_files = {p.name: p.read_text() for p in sorted(WORKLOADS_DIR.glob("*.py"))}
+    files = workload_files()
     for doc in docs:
-        if doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == "k8s-sa-workloads":
-            doc["data"] = dict(workload_files)
+        if doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == WORKLOAD_CODE_CONFIGMAP:
+            doc["data"] = dict(files)
     return docs
+
+
+def workload_files() -> dict[str, str]:
+    """The standard-library workload package, one entry per file, as its ConfigMap holds it."""
+    return {p.name: p.read_text() for p in sorted(WORKLOADS_DIR.glob("*.py"))}
+
+
+def workload_code_configmap(namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    """The ``k8s-sa-workloads`` ConfigMap for ``namespace`` (``20-workload-code.yaml``'s, for one
+    namespace): pods there mount it at ``/app/k8s_sa_workloads`` and run ``python -m k8s_sa_workloads.X``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": WORKLOAD_CODE_CONFIGMAP, "namespace": namespace, "labels": dict(labels)},
+        "data": workload_files(),
+    }
 
 
 def render_manifests(directory: Path, values: dict[str, str]) -> list[dict[str, Any]]:
@@ -182,10 +204,7 @@ def _apply(
         if first_ok
         else -1.0,
     }
-    node_control = cluster.node_control
-    if node_control is not None:
-        deployment.rotate_on_demand = _kubelet_restart_rotation(deployment, node_control.restart_kubelet)
-        deployment.rotation_trigger = "real kubelet, restarted (empty token cache)"
+    rotate_by_kubelet_restart(deployment, cluster.node_control)
     return deployment
 
 
@@ -262,32 +281,3 @@ def _first_authenticated_call(deployment: Deployment, timeout: float) -> bool:
     except WaitTimeout:
         return False
     return True
-
-
-def _kubelet_restart_rotation(
-    deployment: Deployment, restart_kubelet: Callable[[], None]
-) -> Callable[[], Token]:
-    def rotate() -> Token:
-        old = deployment.api.current_token()
-        restart_kubelet()
-        found: dict[str, Token] = {}
-
-        def replaced() -> bool:
-            token = deployment.api.current_token()
-            if token.jti != old.jti:
-                found["token"] = token
-            return bool(found)
-
-        wait_until(
-            replaced,
-            120,
-            "the restarted kubelet did not replace the API token file",
-            max_interval=1.0,
-            # exec fails while the kubelet is starting again. With kube-apiserver/kubelet 1.34.4 and
-            # 1.35.4 (not 1.36.3 or 1.37.2) such a read can also come back as text that is no JWT
-            # (jwt.DecodeError), measured with benchmarks/versions.py: not yet replaced, read again.
-            ignore=(ApiException, jwt.DecodeError),
-        )
-        return found["token"]
-
-    return rotate

@@ -10,12 +10,16 @@ callee's ``system:auth-delegator`` ClusterRoleBinding and a Service for the call
   pod; its server is a :class:`~pytest_k8s_sa.flaky_api.FlakyApi` in front of the apiserver
   (forwarding, TLS end to end), which the fail-closed checks switch to refuse, hang or answer
   garbage. A caller runs the same way, with its projected token in ``${TOKEN_PATH}`` (emulated
-  kubelet) and ``${CALLEE_URL}`` a :class:`~pytest_k8s_sa.tap.TokenTap` that notes which token it sends.
+  kubelet) and ``${CALLEE_URL}`` a token tap (:mod:`pytest_k8s_sa.workloads.tap`) on loopback in
+  this process, which relays to the callee and notes which token the caller sends.
 * **pod mode** (providers that run pods; ``image``): Deployments of the image (an ``image_archive``
   is loaded through ``cluster.node_control`` first), the callee with its automounted
   service-account token (in-cluster config), the caller with a projected token volume at
-  ``token_path``; the same rollout waiting and diagnostics (events, logs) as the reference
-  manifests, port-forwards on loopback.
+  ``token_path`` and ``${CALLEE_URL}`` the Service of the same token tap, run as a pod of the
+  workloads' image next to the caller; the suite reads the noted ``jti`` from the tap's status port.
+  The same rollout waiting and diagnostics (events, logs) as the reference manifests, port-forwards
+  on loopback. Where the provider controls its node (local-node, kind) the caller's token file can
+  be replaced on demand by restarting the kubelet, as with the reference manifests.
 
 Either way (a context manager) the result is a :class:`SutRun`: a
 :class:`~pytest_k8s_sa.deploy.model.Deployment` (``secret_store`` is the callee; ``api`` the caller,
@@ -49,17 +53,28 @@ from ..ports import free_port
 from ..process import Process
 from ..projector import FIDELITY as EMULATED
 from ..sut import CalleeSpec, Sut, SutError, WorkloadSpec, python_executable
-from ..tap import TokenTap
 from ..tokens import BoundObject, request_token
 from ..waiting import WaitTimeout, wait_until
+from ..workloads.tap import LoopbackTap
+from .manifests import workload_code_configmap, workload_image
 from .model import TOKEN_EXPIRATION_SECONDS, Deployment, Workload
-from .pods import DeployError, PortForward, file_reader, log_reader, wait_for_rollout
+from .pods import (
+    DeployError,
+    PortForward,
+    file_reader,
+    log_reader,
+    rotate_by_kubelet_restart,
+    wait_for_rollout,
+)
 from .processes import _project, _service_account_volume
 
 CALLER_SA = "api"
 CALLEE_SA = "secret-store"
 INTRUDER_SA = "data-store"
 START_TIMEOUT = 60.0
+TAP = "token-tap"
+TAP_PORT = 8080
+TAP_STATUS_PORT = 8090
 
 
 @dataclass
@@ -277,7 +292,7 @@ def deploy_sut_processes(
         caller_jti: Callable[[], str | None] | None = None
         refresh = 60.0
         if sut.caller is not None:
-            tap = TokenTap(callee_url, sut.callee.header)
+            tap = LoopbackTap(callee_url, sut.callee.header)
             cleanups.append(tap.close)
             filename = posixpath.basename(sut.caller.token_path) or "token"
             projector = _project(
@@ -397,6 +412,72 @@ def _deployment_doc(name: str, namespace: str, pod_spec: dict[str, Any]) -> dict
     }
 
 
+def _tap_docs(
+    namespace: str, callee_url: str, header: str, image: str, labels: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The token tap between the caller and the callee, as a pod of the workloads' image.
+
+    The caller's ``${CALLEE_URL}`` is the tap's Service; the tap relays to the callee's Service and
+    notes the ``jti`` of the credential in ``header``, which the suite reads from its status port.
+    The workload code comes from the ``k8s-sa-workloads`` ConfigMap in the caller's namespace, which
+    goes with the namespace at cleanup.
+
+    No readiness probe, on purpose: a restarted kubelet (the rotation on demand) reports every probed
+    container unready until its probe passes again, and the tap's Service would then drop the very
+    calls whose token ROT-001 must see. The tap is proven end to end instead: the deployment waits
+    for the first call through the caller (and so through the tap) to be granted.
+    """
+    container = {
+        "name": "tap",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "k8s_sa_workloads.tap"],
+        "workingDir": "/app",
+        "env": [
+            {"name": "LISTEN_ADDR", "value": f":{TAP_PORT}"},
+            {"name": "STATUS_ADDR", "value": f":{TAP_STATUS_PORT}"},
+            {"name": "UPSTREAM_URL", "value": callee_url},
+            {"name": "TOKEN_HEADER", "value": header},
+            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ],
+        "ports": [
+            {"name": "http", "containerPort": TAP_PORT},
+            {"name": "status", "containerPort": TAP_STATUS_PORT},
+        ],
+        "resources": {"limits": {"memory": "128Mi"}},
+        "volumeMounts": [{"name": "code", "mountPath": "/app/k8s_sa_workloads", "readOnly": True}],
+    }
+    configmap = workload_code_configmap(namespace, labels)
+    pod_spec = {
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 1,
+        "containers": [container],
+        "volumes": [{"name": "code", "configMap": {"name": configmap["metadata"]["name"]}}],
+    }
+    return [
+        configmap,
+        _deployment_doc(TAP, namespace, pod_spec),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": TAP, "namespace": namespace},
+            "spec": {
+                "selector": {"app": TAP},
+                "ports": [{"name": "http", "port": TAP_PORT, "targetPort": TAP_PORT}],
+            },
+        },
+    ]
+
+
+def _tapped_jti(status_url: str) -> str | None:
+    """The ``jti`` the tap pod noted last (through the port-forward to its status port)."""
+    answer = requests.get(status_url + "/", timeout=10)
+    answer.raise_for_status()
+    jti = answer.json().get("jti")
+    return str(jti) if jti else None
+
+
 def load_archives(cluster: Cluster, sut: Sut) -> list[str]:
     """Load ``image_archive`` files into the node (no registry); returns the image names loaded."""
     loaded: list[str] = []
@@ -464,13 +545,16 @@ def deploy_sut_pods(
         ]
         targets = [(store_ns, "callee")]
         if sut.caller is not None:
+            callee_service = f"http://callee.{store_ns}.svc.cluster.local:{callee_port}"
+            docs.extend(_tap_docs(api_ns, callee_service, sut.callee.header, workload_image(cluster), labels))
+            targets.append((api_ns, TAP))
             token_dir, filename = posixpath.split(sut.caller.token_path)
             caller_values = _values(
                 sut,
                 PORT=str(sut.caller.port),
                 ALLOWED_SERVICE_ACCOUNTS=allowed,
                 NAMESPACE=api_ns,
-                CALLEE_URL=f"http://callee.{store_ns}.svc.cluster.local:{callee_port}",
+                CALLEE_URL=f"http://{TAP}.{api_ns}.svc.cluster.local:{TAP_PORT}",
                 TOKEN_PATH=sut.caller.token_path,
             )
             mount = {"name": "tokens", "mountPath": token_dir or "/", "readOnly": True}
@@ -523,8 +607,13 @@ def deploy_sut_pods(
         )
         verdict = first_verdict(forward.url, sut.callee, probe.raw, START_TIMEOUT)
         caller = Workload(CALLER_SA, api_ns, CALLER_SA, "", api_pod)
+        caller_jti: Callable[[], str | None] | None = None
         refresh = 60.0
         if sut.caller is not None:
+            tap_pod = pods[TAP]
+            tap_forward = PortForward(stream_client, api_ns, tap_pod.metadata.name, TAP_STATUS_PORT)
+            cleanups.append(tap_forward.close)
+            caller_jti = functools.partial(_tapped_jti, tap_forward.url)
             cpod = pods["caller"]
             cforward = PortForward(stream_client, api_ns, cpod.metadata.name, sut.caller.port)
             cleanups.append(cforward.close)
@@ -556,7 +645,8 @@ def deploy_sut_pods(
         }
         if sut.caller is not None:
             deployment.timings["caller_first_grant_seconds"] = caller_verdict
-        yield SutRun(sut, deployment, "pod", binding, None, None, labels)
+            rotate_by_kubelet_restart(deployment, cluster.node_control)
+        yield SutRun(sut, deployment, "pod", binding, None, caller_jti, labels)
     finally:
         while cleanups:
             with contextlib.suppress(Exception):

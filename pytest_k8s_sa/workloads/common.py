@@ -714,7 +714,7 @@ class _DeadlineReader(io.RawIOBase):
                 self._sock.settimeout(self._idle_timeout)
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class RequestHandler(http.server.BaseHTTPRequestHandler):
     """Turns every method into one ``App.handle`` call and writes its response."""
 
     protocol_version = "HTTP/1.1"
@@ -908,7 +908,13 @@ class WorkloadServer(http.server.ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(
-        self, listen: tuple[str, int], app: App, *, limits: Limits | None = None, dual_stack: bool = False
+        self,
+        listen: tuple[str, int],
+        app: App,
+        *,
+        limits: Limits | None = None,
+        dual_stack: bool = False,
+        handler: type[RequestHandler] | None = None,
     ) -> None:
         host, port = listen
         self.app = app
@@ -919,7 +925,7 @@ class WorkloadServer(http.server.ThreadingHTTPServer):
         self._active_lock = threading.Lock()
         self._dual_stack = dual_stack
         self.address_family = socket.AF_INET6 if dual_stack or ":" in host else socket.AF_INET
-        super().__init__(("::" if dual_stack else host, port), _Handler)
+        super().__init__(("::" if dual_stack else host, port), handler or RequestHandler)
 
     def server_bind(self) -> None:
         """Bind without ``HTTPServer``'s reverse-DNS lookup (slow or hanging without DNS)."""
@@ -984,14 +990,24 @@ def _refuse_unserved(sock: socket.socket) -> None:
                 break
 
 
-def bind(listen: tuple[str, int], app: App, limits: Limits | None = None) -> WorkloadServer:
-    """Bind the server; an empty host means every interface, IPv6 and IPv4 where the pod has both."""
+def bind(
+    listen: tuple[str, int],
+    app: App,
+    limits: Limits | None = None,
+    *,
+    handler: type[RequestHandler] | None = None,
+) -> WorkloadServer:
+    """Bind the server; an empty host means every interface, IPv6 and IPv4 where the pod has both.
+
+    ``handler`` replaces the one that turns each request into an ``App.handle`` call (the token tap's
+    relay forwards requests as they are instead); the head is read under ``limits`` either way.
+    """
     host, port = listen
     try:
         if not host and socket.has_dualstack_ipv6():
             with contextlib.suppress(OSError):  # IPv6 disabled in this pod: IPv4 below
-                return WorkloadServer(listen, app, limits=limits, dual_stack=True)
-        return WorkloadServer((host or "0.0.0.0", port), app, limits=limits)  # noqa: S104 - empty host means all interfaces
+                return WorkloadServer(listen, app, limits=limits, dual_stack=True, handler=handler)
+        return WorkloadServer((host or "0.0.0.0", port), app, limits=limits, handler=handler)  # noqa: S104 - empty host means all interfaces
     except OSError as exc:
         raise ConfigError(f"cannot listen on {format_hostport(host, port)}: {exc.strerror or exc}") from None
 

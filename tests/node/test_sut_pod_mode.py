@@ -3,8 +3,10 @@
 The reference workloads, packed as two images (``tests/node/sut_images.py``), are judged the way a
 team's images would be: ``--sut`` names the images and their archives, the suite loads the archives
 into containerd, deploys Deployments with the callee's in-cluster credentials and the caller's
-projected token volume, and runs the fast profile. Needs root on Linux (the local-node provider) and
-waits for the machine's node lock if another run holds it. A plain subprocess (kubernetes client).
+projected token volume (and the token tap between caller and callee, so the rotation checks see
+which token the caller sends), and runs the fast profile. Needs root on Linux (the local-node
+provider) and waits for the machine's node lock if another run holds it. Each inner run is a plain
+subprocess (kubernetes client) that starts its own node.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from filelock import FileLock
 
 from pytest_k8s_sa.node.node import state_dir
@@ -39,27 +43,39 @@ pytestmark = [
 ]
 
 
-def test_the_fast_profile_judges_images_in_pod_mode(tmp_path):
-    sut_file = build(tmp_path / "sut")
+NODE_LOCK_WAIT_SECONDS = 900
+CALLER_REFRESH_BEYOND_WINDOW = "3600"
+"""The caller's real re-read interval in the "reads once" SUT file: far beyond ROT-001's window."""
+
+
+@pytest.fixture(scope="module")
+def sut_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build(tmp_path_factory.mktemp("sut"))
+
+
+def run_on_node(sut: Path, tmp_path: Path, paths: list[str] | None = None) -> tuple[str, dict[str, Any]]:
+    """``pytest suites --k8s-provider local-node --sut SUT`` in a subprocess; its exit code, output
+    and JSON report."""
     # One node per machine: wait for whoever holds it (polling with a deadline), then start ours.
     lock = FileLock(str(state_dir() / "node.lock"))
-    lock.acquire(timeout=900)
+    lock.acquire(timeout=NODE_LOCK_WAIT_SECONDS)
     lock.release()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "K8S_SA_"))}
+    report = tmp_path / "report.json"
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "pytest",
-            str(ROOT / "suites"),
+            *(paths or [str(ROOT / "suites")]),
             "-p",
             "no:cacheprovider",
             "--k8s-provider",
             "local-node",
             "--sut",
-            str(sut_file),
+            str(sut),
             "--conformance-report",
-            str(tmp_path / "report.json"),
+            str(report),
         ],
         cwd=tmp_path,
         env=env,
@@ -68,12 +84,51 @@ def test_the_fast_profile_judges_images_in_pod_mode(tmp_path):
         timeout=1500,
         check=False,
     )
-    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
-    report = json.loads((tmp_path / "report.json").read_text())
+    output = f"exit {result.returncode}\n" + result.stdout[-8000:] + result.stderr[-2000:]
+    return output, json.loads(report.read_text()) if report.is_file() else {}
+
+
+def test_the_fast_profile_judges_images_in_pod_mode(sut_file: Path, tmp_path: Path) -> None:
+    output, report = run_on_node(sut_file, tmp_path)
+    assert output.startswith("exit 0\n"), output
     by_id = {c["id"]: c for c in report["checks"]}
     assert report["provider"] == "local-node"
     assert by_id["ACC-001"]["outcome"] == "passed"
     assert by_id["ACC-001"]["fidelity"] == "real"
     assert by_id["RBAC-003"]["outcome"] == "passed"
     assert by_id["SEC-011"]["outcome"] == "skipped"  # the API cannot be cut for a pod
+    # The token tap shows which token the caller sends; the restarted kubelet replaces its file.
+    for check_id in ("ROT-001", "ROT-002"):
+        assert by_id[check_id]["outcome"] == "passed", by_id[check_id]
+        assert by_id[check_id]["fidelity"] == "real"
+    rotation = by_id["ROT-001"]["evidence"]
+    assert rotation["new_jti"] != rotation["old_jti"]
+    assert rotation["rotation_trigger"].startswith("real kubelet")
     assert report["summary_by_level"]["must"]["failed"] == 0
+
+
+def test_a_caller_that_does_not_re_read_its_token_fails_rotation_in_pod_mode(
+    sut_file: Path, tmp_path: Path
+) -> None:
+    """The "caller reads its token once" mutant, in pod mode: caught by the token tap.
+
+    The cheapest honest form: the same reference caller image, configured through its SUT-file env
+    to re-read its token file only every 3600 s (``TOKEN_REFRESH_SECONDS``) while the SUT file still
+    promises ``token_refresh_seconds: 2``. Within ROT-001's window (3 x 2 s + 5 s after the kubelet
+    replaced the file) it keeps sending the old token, exactly as a caller that reads it once does;
+    ``tests/mutants/caller_reads_token_once`` is the same defect in process mode. Only the rotation
+    checks run (``suites/test_rotation.py``): they must fail, by the ids the mutant table names.
+    """
+    doc = yaml.safe_load(sut_file.read_text())
+    doc["implementation"]["name"] = "reference caller that never re-reads its token (pod mode)"
+    doc["caller"]["env"]["TOKEN_REFRESH_SECONDS"] = CALLER_REFRESH_BEYOND_WINDOW
+    assert doc["caller"]["token_refresh_seconds"] == 2
+    reads_once = sut_file.with_name("reads-once.yaml")  # next to the archives it names
+    reads_once.write_text(yaml.safe_dump(doc, sort_keys=False))
+    output, report = run_on_node(reads_once, tmp_path, [str(ROOT / "suites" / "test_rotation.py")])
+    assert output.startswith("exit 1\n"), output
+    failed = {c["id"] for c in report["checks"] if c["outcome"] == "failed" and c["level"] == "must"}
+    # As tests/test_mutants.py's table says for the mutant: both share the rotation they wait for.
+    assert failed == {"ROT-001", "ROT-002"}, output
+    message = next(c["message"] for c in report["checks"] if c["id"] == "ROT-001")
+    assert "did not pick up the replaced token file" in message, message

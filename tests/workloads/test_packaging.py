@@ -34,6 +34,7 @@ def test_only_standard_library_and_relative_imports() -> None:
         "secret_store.py",
         "api.py",
         "data_store.py",
+        "tap.py",
     }
     for path in MODULES:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -111,15 +112,12 @@ def spawn(pod_dir: Path) -> Iterator[Callable[[str, dict[str, str]], Process]]:
             process.proc.wait(10)
 
 
-def test_three_workloads_end_to_end_then_sigterm(
+def spawn_store(
     spawn: Callable[[str, dict[str, str]], Process], stub: TokenReviewStub, pki: Pki, tmp_path: Path
-) -> None:
-    api_token, data_token = make_token(), make_token(sub=DATA_STORE_SA)
-    stub.program(users={api_token: "system:serviceaccount:api:api", data_token: DATA_STORE_SA})
-    (tmp_path / "api-token").write_text(api_token)
-    (tmp_path / "data-store-token").write_text(data_token)
+) -> Process:
+    """The secret store as in a pod, allowing ``api:api``, reviewing through ``stub``."""
     (tmp_path / "own").write_text("store-credential")
-    store = spawn(
+    return spawn(
         "secret_store",
         {
             "LISTEN_ADDR": "127.0.0.1:0",
@@ -129,6 +127,16 @@ def test_three_workloads_end_to_end_then_sigterm(
             "K8S_TOKEN_FILE": str(tmp_path / "own"),
         },
     )
+
+
+def test_three_workloads_end_to_end_then_sigterm(
+    spawn: Callable[[str, dict[str, str]], Process], stub: TokenReviewStub, pki: Pki, tmp_path: Path
+) -> None:
+    api_token, data_token = make_token(), make_token(sub=DATA_STORE_SA)
+    stub.program(users={api_token: "system:serviceaccount:api:api", data_token: DATA_STORE_SA})
+    (tmp_path / "api-token").write_text(api_token)
+    (tmp_path / "data-store-token").write_text(data_token)
+    store = spawn_store(spawn, stub, pki, tmp_path)
     store_url = store.url()
     callers = {
         name: spawn(
@@ -153,7 +161,7 @@ def test_three_workloads_end_to_end_then_sigterm(
         assert process.wait_for("stopped")["event"] == "stopped"
 
 
-@pytest.mark.parametrize("module", ["secret_store", "api", "data_store"])
+@pytest.mark.parametrize("module", ["secret_store", "api", "data_store", "tap"])
 def test_configuration_error_is_one_line_and_exit_2(pod_dir: Path, module: str) -> None:
     result = subprocess.run(
         [sys.executable, "-E", "-S", "-m", f"k8s_sa_workloads.{module}"],
@@ -168,3 +176,35 @@ def test_configuration_error_is_one_line_and_exit_2(pod_dir: Path, module: str) 
     assert len(result.stderr.splitlines()) == 1
     assert "configuration error" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_token_tap_between_caller_and_store_as_in_a_pod(
+    spawn: Callable[[str, dict[str, str]], Process], stub: TokenReviewStub, pki: Pki, tmp_path: Path
+) -> None:
+    """The pod mode's tap: the caller calls the store through it, the status port tells the jti."""
+    token = make_token("tapped-jti")
+    stub.program(users={token: "system:serviceaccount:api:api"})
+    (tmp_path / "api-token").write_text(token)
+    store = spawn_store(spawn, stub, pki, tmp_path)
+    tap = spawn(
+        "tap",
+        {"LISTEN_ADDR": "127.0.0.1:0", "STATUS_ADDR": "127.0.0.1:0", "UPSTREAM_URL": store.url()},
+    )
+    relay_url = f"http://{tap.wait_for('relaying')['addr']}"
+    status_url = tap.url()
+    assert request(status_url).json == {"jti": None, "requests": 0}
+    api = spawn(
+        "api",
+        {
+            "LISTEN_ADDR": "127.0.0.1:0",
+            "SECRET_STORE_URL": relay_url,
+            "TOKEN_PATH": str(tmp_path / "api-token"),
+        },
+    )
+    assert request(api.url()).status == 200
+    assert request(status_url).json == {"jti": "tapped-jti", "requests": 1}
+    relayed = tap.wait_for("relay")  # its log line names the jti, never the token
+    assert (relayed["status"], relayed["jti"]) == (200, "tapped-jti")
+    assert token not in json.dumps(relayed)
+    for process in (api, tap, store):
+        assert process.stop() == 0
