@@ -9,14 +9,21 @@ every other check (see the README's mutant table):
   is granted once it has them again (RBAC-003 asks with fresh tokens, which a cache keyed by the
   token never sees).
 * LOG-001: no presented token appears in the logs of the callee or the caller.
+* AVAIL-001: a few idle or half-sent connections (no credential needed to open one) do not lock the
+  allowed caller out: a callee that serves one connection at a time, or from a tiny worker pool,
+  is an authentication gate anyone on the network can shut.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
+from urllib.parse import urlsplit
 
 import kubernetes
 import pytest
+import requests
 
 from pytest_k8s_sa import resources
 from pytest_k8s_sa.tokens import request_token
@@ -24,6 +31,14 @@ from pytest_k8s_sa.waiting import WaitTimeout, wait_until
 
 from .helpers import allowed_token, call_through_caller, granted, sa_ref, status_of
 from .test_rbac_discovery import _may_review
+
+SLOW_CLIENTS = 8
+"""Connections the intruder holds open during AVAIL-001: half idle, half with a request line and no end
+of headers. Well below any sane connection cap (the reference store's is 64)."""
+VALID_CALLS = 3
+VALID_CALL_TIMEOUT = 5.0
+"""How long one of the allowed caller's calls may take while the slow clients are connected: a review
+takes milliseconds; a callee stuck on a slow client answers only after its header deadline, if ever."""
 
 RECOVERY_SECONDS = 30.0
 """How long the callee may take to grant the same token again once its reviews work again: generous
@@ -169,3 +184,48 @@ def test_tokens_are_not_logged(check, k8s_cluster, sut_run):
     if not logs:
         pytest.skip("no log of the callee or the caller can be read here")
     assert not leaks
+
+
+def _open_slow_clients(url: str, count: int) -> list[socket.socket]:
+    """Connections that never finish a request: even ones send nothing, odd ones a request line only."""
+    parts = urlsplit(url)
+    address = (parts.hostname or "127.0.0.1", parts.port or 80)
+    opened = []
+    for index in range(count):
+        sock = socket.create_connection(address, timeout=VALID_CALL_TIMEOUT)
+        if index % 2:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: callee\r\n")
+        opened.append(sock)
+    return opened
+
+
+@pytest.mark.conformance("AVAIL-001", "idle and half-sent connections do not lock the allowed caller out")
+def test_slow_clients_do_not_lock_out_the_caller(check, k8s_cluster, sut_run):
+    deployment = sut_run.deployment
+    url = deployment.secret_store.url
+    token = allowed_token(k8s_cluster, sut_run)
+    headers = sut_run.sut.callee.credential_headers(token)
+    statuses: list[int | str] = []
+    seconds: list[float] = []
+    slow = _open_slow_clients(url, SLOW_CLIENTS)
+    try:
+        for _ in range(VALID_CALLS):
+            began = time.monotonic()
+            try:
+                answer = deployment.secret_store.get("/", headers=headers, timeout=VALID_CALL_TIMEOUT)
+                statuses.append(answer.status_code)
+            except requests.RequestException as exc:
+                statuses.append(type(exc).__name__)
+            seconds.append(round(time.monotonic() - began, 3))
+    finally:
+        for sock in slow:
+            with contextlib.suppress(OSError):
+                sock.close()
+    check.record("slow_clients", SLOW_CLIENTS)
+    check.record("statuses", statuses)
+    check.record("seconds", seconds)
+    check.record("call_timeout_seconds", VALID_CALL_TIMEOUT)
+    assert all(isinstance(status, int) and granted(status) for status in statuses), (
+        f"with {SLOW_CLIENTS} idle or half-sent connections open, the allowed caller got {statuses} "
+        f"(each call given {VALID_CALL_TIMEOUT:g} s)"
+    )

@@ -74,6 +74,7 @@ CAUGHT_BY: dict[str, set[str]] = {
     "logs_token": {"LOG-001"},
     "caller_reads_token_once": {"ROT-001", "ROT-002"},
     "caller_reads_token_non_atomically": {"ROT-001", "ROT-002"},
+    "single_threaded": {"AVAIL-001"},
 }
 CONTROL = "reference"
 
