@@ -75,6 +75,8 @@ START_TIMEOUT = 60.0
 TAP = "token-tap"
 TAP_PORT = 8080
 TAP_STATUS_PORT = 8090
+TOKEN_VOLUME = "tokens"  # noqa: S105 - a volume name, not a secret
+"""The caller's projected token volume in pod mode (read on the node by :func:`_token_reader`)."""
 
 
 @dataclass
@@ -478,6 +480,18 @@ def _tapped_jti(status_url: str) -> str | None:
     return str(jti) if jti else None
 
 
+def _token_reader(
+    cluster: Cluster, stream_client: kubernetes.client.ApiClient, pod: Any, token_path: str
+) -> Callable[[], str]:
+    """How the suite reads the caller's token file: on the node where the provider has one (so a
+    distroless caller image without ``cat`` works), else with ``cat`` through exec in the pod."""
+    node = cluster.node_control
+    if node is None:
+        return file_reader(stream_client, pod.metadata.namespace, pod.metadata.name, token_path)
+    uid, filename = pod.metadata.uid, posixpath.basename(token_path)
+    return lambda: node.read_projected_file(uid, TOKEN_VOLUME, filename)
+
+
 def load_archives(cluster: Cluster, sut: Sut) -> list[str]:
     """Load ``image_archive`` files into the node (no registry); returns the image names loaded."""
     loaded: list[str] = []
@@ -557,7 +571,7 @@ def deploy_sut_pods(
                 CALLEE_URL=f"http://{TAP}.{api_ns}.svc.cluster.local:{TAP_PORT}",
                 TOKEN_PATH=sut.caller.token_path,
             )
-            mount = {"name": "tokens", "mountPath": token_dir or "/", "readOnly": True}
+            mount = {"name": TOKEN_VOLUME, "mountPath": token_dir or "/", "readOnly": True}
             caller_spec = {
                 "serviceAccountName": CALLER_SA,
                 "automountServiceAccountToken": False,
@@ -565,7 +579,7 @@ def deploy_sut_pods(
                 "containers": [_container("caller", sut.caller, caller_values, extra_mounts=[mount])],
                 "volumes": [
                     {
-                        "name": "tokens",
+                        "name": TOKEN_VOLUME,
                         "projected": {
                             "sources": [
                                 {
@@ -623,7 +637,7 @@ def deploy_sut_pods(
                 CALLER_SA,
                 cforward.url,
                 BoundObject("Pod", cpod.metadata.name, cpod.metadata.uid),
-                read_token=file_reader(stream_client, api_ns, cpod.metadata.name, sut.caller.token_path),
+                read_token=_token_reader(cluster, stream_client, cpod, sut.caller.token_path),
                 read_logs=log_reader(api_client, api_ns, cpod.metadata.name),
             )
             refresh = sut.caller.token_refresh_seconds

@@ -49,6 +49,9 @@ from .kubelet import (
 from .network import NETNS_PATH, NodeNetwork, write_cni_config
 
 CGROUP_BASE = Path("/sys/fs/cgroup")
+PROJECTED_PLUGIN_DIR = "kubernetes.io~projected"
+"""The folder under a pod's ``volumes/`` where the kubelet keeps projected volumes (plugin name with
+``/`` escaped as ``~``)."""
 HOST_PATHS = (
     "/var/lib/kubelet",
     "/var/log/pods",
@@ -275,6 +278,11 @@ class LocalNode:
         if "containerd" not in self._processes:
             raise NodeError("the local node is not running: start it before loading images")
         return self.containerd.import_image(path)
+
+    def read_projected_file(self, pod_uid: str, volume: str, path: str) -> str:
+        """A file of a pod's projected volume, from the kubelet's root folder on this host."""
+        root = self.workdir / "kubelet" / "root"
+        return (root / "pods" / pod_uid / "volumes" / PROJECTED_PLUGIN_DIR / volume / path).read_text()
 
     def restart_kubelet(self, timeout: float = 60.0) -> None:
         """Stop and start the kubelet: its token cache is empty afterwards, so every projected

@@ -41,6 +41,13 @@ class NodeControl(Protocol):
         """Stop and start the kubelet; its token cache is empty afterwards, so projected tokens are
         requested again and their files replaced in running pods."""
 
+    def read_projected_file(self, pod_uid: str, volume: str, path: str) -> str:
+        """The current content of ``path`` in the pod's projected ``volume``, read on the node.
+
+        From the kubelet's side (``<root-dir>/pods/<uid>/volumes/kubernetes.io~projected/<volume>``),
+        so it works for images without a shell or ``cat`` (distroless), where exec in the pod cannot.
+        """
+
     def load_image_archive(self, path: Path) -> list[str]:
         """Import an OCI or docker-archive tarball into the node's container runtime.
 

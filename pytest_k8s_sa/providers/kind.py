@@ -21,6 +21,7 @@ kubeadm layout) is copied out so tokens can be minted, and the kubelet can be re
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import subprocess
 import tempfile
@@ -189,6 +190,13 @@ class KindProvider:
         """``systemctl restart kubelet`` in the node: its token cache is in memory, so it requests
         every projected token again and replaces the files in the running pods."""
         self._docker("exec", self.node_container, "systemctl", "restart", "kubelet")
+
+    def read_projected_file(self, pod_uid: str, volume: str, path: str) -> str:
+        """``cat`` in the node container (kind's kubelet keeps pods under ``/var/lib/kubelet``)."""
+        from ..node.node import PROJECTED_PLUGIN_DIR
+
+        file = posixpath.join("/var/lib/kubelet/pods", pod_uid, "volumes", PROJECTED_PLUGIN_DIR, volume, path)
+        return self._docker("exec", self.node_container, "cat", file)
 
     def load_image_archive(self, path: Path) -> list[str]:
         """Import an OCI or docker-archive tarball into the node's containerd (``k8s.io`` namespace)."""

@@ -152,6 +152,11 @@ class LocalNodeProvider:
             raise NodeError("the local node is not running")
         self.node.restart_kubelet()
 
+    def read_projected_file(self, pod_uid: str, volume: str, path: str) -> str:
+        if self.node is None:
+            raise NodeError("the local node is not running")
+        return self.node.read_projected_file(pod_uid, volume, path)
+
     def load_image_archive(self, path: Path) -> list[str]:
         """Import an OCI or docker-archive tarball into the node's containerd (``ctr images import``)."""
         if self.node is None:

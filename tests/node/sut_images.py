@@ -2,8 +2,9 @@
 
 A team hands the suite an image (and maybe an archive of it); these archives play that part for the
 reference workloads: the node's Debian python image plus a layer with ``/app/k8s_sa_workloads``, one
-archive per workload, each with its own entrypoint (pod mode runs the image's entrypoint). Built with
-the node's own OCI writer, no registry and no Docker. Usable as a script:
+archive per workload, each with its own entrypoint (pod mode runs the image's entrypoint). The
+caller's image has no ``cat``, like a distroless image: the suite must read its token file without
+exec in the pod. Built with the node's own OCI writer, no registry and no Docker. Usable as a script:
 ``python tests/node/sut_images.py OUT_DIR`` writes the archives and a ``sut.yaml`` next to them.
 """
 
@@ -48,17 +49,33 @@ def _with_workloads(layer: bytes) -> bytes:
     return buffer.getvalue()
 
 
+WITHOUT_IN_CALLER = frozenset({"usr/bin/cat"})
+"""Taken out of the caller's image (Debian's /bin is a link to /usr/bin)."""
+
+
+def _without(layer: bytes, names: frozenset[str]) -> bytes:
+    """The layer without the members ``names`` (paths relative to the root, no leading ``./``)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(layer)) as source, tarfile.open(fileobj=out, mode="w") as target:
+        for member in source.getmembers():
+            if member.name.removeprefix("./").lstrip("/") in names:
+                continue
+            target.addfile(member, source.extractfile(member) if member.isfile() else None)
+    return out.getvalue()
+
+
 def build(out_dir: Path) -> Path:
     """Write both archives and a SUT file for them into ``out_dir``; return the SUT file."""
     out_dir.mkdir(parents=True, exist_ok=True)
     layer = _with_workloads(_base_layer(python_image()))
+    layers = {"secret_store": layer, "api": _without(layer, WITHOUT_IN_CALLER)}
     archives = {}
     for module, name in IMAGES.items():
         config = ImageConfig(
             entrypoint=("python3", "-m", f"k8s_sa_workloads.{module}"),
             env=(_DEFAULT_PATH, "PYTHONPATH=/app", "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"),
         )
-        archives[module] = write_oci_archive(out_dir / f"{module}.oci.tar", [name], layer, config)
+        archives[module] = write_oci_archive(out_dir / f"{module}.oci.tar", [name], layers[module], config)
     sut = {
         "implementation": {"name": "reference workloads as images", "version": "0.1.0"},
         "callee": {

@@ -21,9 +21,6 @@ from typing import Any
 
 import pytest
 import yaml
-from filelock import FileLock
-
-from pytest_k8s_sa.node.node import state_dir
 
 from .sut_images import build
 
@@ -56,10 +53,6 @@ def sut_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_on_node(sut: Path, tmp_path: Path, paths: list[str] | None = None) -> tuple[str, dict[str, Any]]:
     """``pytest suites --k8s-provider local-node --sut SUT`` in a subprocess; its exit code, output
     and JSON report."""
-    # One node per machine: wait for whoever holds it (polling with a deadline), then start ours.
-    lock = FileLock(str(state_dir() / "node.lock"))
-    lock.acquire(timeout=NODE_LOCK_WAIT_SECONDS)
-    lock.release()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "K8S_SA_"))}
     report = tmp_path / "report.json"
     result = subprocess.run(
@@ -72,6 +65,9 @@ def run_on_node(sut: Path, tmp_path: Path, paths: list[str] | None = None) -> tu
             "no:cacheprovider",
             "--k8s-provider",
             "local-node",
+            # One node per machine: wait for whoever holds it, then start ours.
+            "--k8s-node-wait",
+            str(NODE_LOCK_WAIT_SECONDS),
             "--sut",
             str(sut),
             "--conformance-report",
