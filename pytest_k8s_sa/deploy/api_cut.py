@@ -31,6 +31,7 @@ during a normal verdict) and they skip saying why.
 from __future__ import annotations
 
 import base64
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,13 +42,14 @@ from ..cluster import Cluster
 from ..errors import K8sSAError
 from ..workloads.api_cut import MODES, TLS_MODES
 from .manifests import WORKLOADS_DIR, workload_image
-from .pods import PortForward
+from .pods import DeployError, PortForward, wait_for_rollout
 
 APP = "api-cut"
 SERVICE = "kubernetes"
 SERVICE_PORT = 443
 CUT_PORT = 8443
 CONTROL_PORT = 8444
+START_TIMEOUT = 120.0
 CALLEE_ENV = {"KUBERNETES_SERVICE_HOST": SERVICE, "KUBERNETES_SERVICE_PORT": str(SERVICE_PORT)}
 HOW = (
     "pod mode: the in-cluster API address is re-pointed - the callee's container gets "
@@ -79,6 +81,31 @@ class PodApiCut:
         pod_spec["enableServiceLinks"] = False
         for container in pod_spec["containers"]:
             container.setdefault("env", []).extend({"name": k, "value": v} for k, v in CALLEE_ENV.items())
+
+    def start(self, api_client: kubernetes.client.ApiClient, timeout: float = START_TIMEOUT) -> str | None:
+        """Create the cut and wait for its pod, *before* the callee exists; returns the pod's name.
+
+        A cut that does not start (an image the cluster cannot pull, say) must not break the SUT's
+        deployment: its Service and Deployment are deleted again (a Service named ``kubernetes`` left
+        behind would reach an unpatched callee through the kubelet's service links), the callee is
+        not re-pointed, and ``unavailable`` says why (the fail-closed checks skip with it).
+        """
+        if self.unavailable:
+            return None
+        for doc in self.docs:
+            kubernetes.utils.create_from_dict(api_client, doc)
+        try:
+            return str(wait_for_rollout(api_client, [(self.namespace, APP)], timeout)[APP].metadata.name)
+        except DeployError as exc:
+            apps = kubernetes.client.AppsV1Api(api_client)
+            core = kubernetes.client.CoreV1Api(api_client)
+            with contextlib.suppress(kubernetes.client.ApiException):
+                core.delete_namespaced_service(SERVICE, self.namespace)
+            with contextlib.suppress(kubernetes.client.ApiException):
+                apps.delete_namespaced_deployment(APP, self.namespace)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.unavailable = f"the api-cut pod did not start, so the callee's API is not cut: {first}"
+            return None
 
     def connect(self, api_client: kubernetes.client.ApiClient, pod_name: str) -> RemoteApiCut:
         """A handle on the running cut pod (a port-forward to its control port); close it after use."""

@@ -100,7 +100,7 @@ class SutRun:
     """The ``jti`` of the token the caller sends now (None: cannot be observed here)."""
     labels: dict[str, str] = field(default_factory=dict)
     api_cut_unavailable: str | None = None
-    """Why ``api_proxy`` is None, when the SUT is the reason (for the checks' skip message)."""
+    """Pod mode: why ``api_proxy`` is None (the SUT sets the address itself, or the cut did not start)."""
 
     @property
     def has_caller(self) -> bool:
@@ -554,9 +554,9 @@ def deploy_sut_pods(
         }
         # The fail-closed checks' cut: the callee's in-cluster API address re-pointed (see .api_cut).
         cut = api_cut.plan(cluster, store_ns, sut.callee.environment(callee_values), labels)
+        cut_pod = cut.start(api_client)
         cut.patch_callee(callee_spec)
         docs: list[dict[str, Any]] = [
-            *cut.docs,
             _deployment_doc("callee", store_ns, callee_spec),
             {
                 "apiVersion": "v1",
@@ -568,7 +568,7 @@ def deploy_sut_pods(
                 },
             },
         ]
-        targets = [(store_ns, "callee")] + ([(store_ns, api_cut.APP)] if cut.docs else [])
+        targets = [(store_ns, "callee")]
         if sut.caller is not None:
             callee_service = f"http://callee.{store_ns}.svc.cluster.local:{callee_port}"
             docs.extend(_tap_docs(api_ns, callee_service, sut.callee.header, workload_image(cluster), labels))
@@ -632,8 +632,8 @@ def deploy_sut_pods(
         )
         verdict = first_verdict(forward.url, sut.callee, probe.raw, START_TIMEOUT)
         cut_control = None
-        if cut.docs:
-            cut_control = cut.connect(stream_client, pods[api_cut.APP].metadata.name)
+        if cut_pod is not None:
+            cut_control = cut.connect(stream_client, cut_pod)
             cleanups.append(cut_control.close)
         caller = Workload(CALLER_SA, api_ns, CALLER_SA, "", api_pod)
         caller_jti: Callable[[], str | None] | None = None
