@@ -112,8 +112,18 @@ class PodApiCut:
         return RemoteApiCut(PortForward(api_client, self.namespace, pod_name, CONTROL_PORT))
 
 
-def plan(cluster: Cluster, namespace: str, callee_env: dict[str, str], labels: dict[str, str]) -> PodApiCut:
-    """The cut for a callee in ``namespace`` whose own env is ``callee_env``."""
+def plan(
+    cluster: Cluster,
+    namespace: str,
+    callee_env: dict[str, str],
+    labels: dict[str, str],
+    *,
+    with_code: bool = True,
+) -> PodApiCut:
+    """The cut for a callee in ``namespace`` whose own env is ``callee_env``.
+
+    ``with_code=False``: the namespace already has the ``k8s-sa-workloads`` ConfigMap (the reference
+    manifests bring one)."""
     pinned = sorted(set(CALLEE_ENV) & set(callee_env))
     if pinned:
         return PodApiCut(
@@ -136,14 +146,17 @@ def plan(cluster: Cluster, namespace: str, callee_env: dict[str, str], labels: d
     ]
     mounts = [{"name": "code", "mountPath": "/app/k8s_sa_workloads", "readOnly": True}]
     volumes: list[dict[str, Any]] = [{"name": "code", "configMap": {"name": "k8s-sa-workloads"}}]
-    docs: list[dict[str, Any]] = [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "k8s-sa-workloads", "namespace": namespace, "labels": labels},
-            "data": {p.name: p.read_text() for p in sorted(WORKLOADS_DIR.glob("*.py"))},
-        }
-    ]
+    docs: list[dict[str, Any]] = []
+    if with_code:
+        code = {p.name: p.read_text() for p in sorted(WORKLOADS_DIR.glob("*.py"))}
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "k8s-sa-workloads", "namespace": namespace, "labels": labels},
+                "data": code,
+            }
+        )
     ca = cluster.info.cluster_ca
     if ca is not None:
         pair = ca.issue(APP, dns_names=(SERVICE,), server=True)
@@ -212,6 +225,36 @@ def plan(cluster: Cluster, namespace: str, callee_env: dict[str, str], labels: d
     return PodApiCut(namespace, docs, tls=ca is not None, upstream=upstream)
 
 
+class ManifestsCut:
+    """Manifests mode (the reference workloads, no SUT file): the same cut for the reference secret
+    store, patched into the rendered manifests (``deploy_manifests(patch=...)``) and created with them.
+
+    No "start first" here: the cut runs in the same image as the reference workloads, so a cluster
+    that cannot run it cannot run them either.
+    """
+
+    def __init__(self, cluster: Cluster, labels: dict[str, str], app: str = "secret-store") -> None:
+        self.cluster, self.labels, self.app = cluster, labels, app
+        self.cut: PodApiCut | None = None
+
+    def __call__(self, docs: list[dict[str, Any]]) -> None:
+        store = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == self.app)
+        spec = store["spec"]["template"]["spec"]
+        env = {e["name"]: e.get("value", "") for c in spec["containers"] for e in c.get("env", [])}
+        self.cut = plan(self.cluster, store["metadata"]["namespace"], env, self.labels, with_code=False)
+        self.cut.patch_callee(spec)
+        docs.extend(self.cut.docs)
+
+    def connect(
+        self, api_client: kubernetes.client.ApiClient, stream_client: kubernetes.client.ApiClient
+    ) -> RemoteApiCut | None:
+        """Wait for the cut pod (applied with the manifests) and open its control port."""
+        if self.cut is None or self.cut.unavailable:
+            return None
+        pod = wait_for_rollout(api_client, [(self.cut.namespace, APP)], START_TIMEOUT)[APP]
+        return self.cut.connect(stream_client, str(pod.metadata.name))
+
+
 class RemoteApiCut:
     """The suite's handle on a cut pod: switches it and reads its traffic over its control port."""
 
@@ -249,4 +292,14 @@ class RemoteApiCut:
         self._forward.close()
 
 
-__all__ = ["APP", "CALLEE_ENV", "HOW", "TLS_MODES", "ApiCutError", "PodApiCut", "RemoteApiCut", "plan"]
+__all__ = [
+    "APP",
+    "CALLEE_ENV",
+    "HOW",
+    "TLS_MODES",
+    "ApiCutError",
+    "ManifestsCut",
+    "PodApiCut",
+    "RemoteApiCut",
+    "plan",
+]
