@@ -103,7 +103,7 @@ class PodApiCut:
                 core.delete_namespaced_service(SERVICE, self.namespace)
             with contextlib.suppress(kubernetes.client.ApiException):
                 apps.delete_namespaced_deployment(APP, self.namespace)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(":")
             self.unavailable = f"the api-cut pod did not start, so the callee's API is not cut: {first}"
             return None
 
