@@ -118,6 +118,9 @@ def test_tls_modes_need_a_certificate(cut: dict[str, Any]) -> None:
 
 
 def test_sigterm_stops_it(cut: dict[str, Any]) -> None:
+    # An answer means it serves, which it does only after installing its signal handlers (the
+    # "listening" line comes just before; a SIGTERM in between would kill it with the default action).
+    assert requests.get(cut["control"] + "/healthz", timeout=5).status_code == 200
     cut["proc"].send_signal(signal.SIGTERM)
     assert cut["proc"].wait(timeout=20) == 0
 
