@@ -9,11 +9,15 @@ of ``default/kubernetes``. The cluster-side run is ``tests/node/test_sut_pod_mod
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from pytest_k8s_sa.deploy import api_cut
 from pytest_k8s_sa.pki import CertificateAuthority
@@ -99,3 +103,30 @@ def test_a_sut_that_sets_the_address_itself_is_left_alone() -> None:
     assert cut.docs == []
     assert cut.unavailable is not None
     assert "KUBERNETES_SERVICE_HOST" in cut.unavailable
+
+
+def test_an_existing_rsa_ca_issues_the_cut_certificate() -> None:
+    """kind: the cluster's own kubeadm CA (RSA) is read back from PEM and signs the cut's certificate."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    ca = CertificateAuthority.from_pem(cert.public_bytes(serialization.Encoding.PEM), key_pem)
+    secret = _by_kind(api_cut.plan(_cluster(ca), "ns", {}, {}).docs)["Secret"]
+    leaf = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    leaf.verify_directly_issued_by(cert)
