@@ -257,7 +257,7 @@ def outages(k8s_cluster, sut_run):
             if mode not in proxy.modes:
                 not_played[name] = (
                     "answers over TLS, which needs a certificate for `kubernetes` from the cluster's CA; "
-                    f"the {k8s_cluster.provider} provider does not hold its key (local-node does)"
+                    f"the {k8s_cluster.provider} provider does not hold its key (local-node and kind do)"
                 )
                 continue
             proxy.set_mode(mode, response)

@@ -22,10 +22,10 @@ certificate carries the DNS name ``kubernetes`` (kubeadm and kind do; so does lo
 The suite switches the cut through a port-forward to its control port.
 
 The modes that answer garbage *over TLS* need a certificate for ``kubernetes`` that the callee trusts:
-issued from the cluster's CA where the provider holds its key (local-node); elsewhere those outages
-are not played, and the checks say so. A callee that does not reach its API through the re-pointed
-address (its own kubeconfig, a fixed address) is detected by the checks (no traffic through the cut
-during a normal verdict) and they skip saying why.
+issued from the cluster's CA where the provider holds its key (local-node; kind reads kubeadm's);
+elsewhere those outages are not played, and the checks say so. A callee that does not reach its API
+through the re-pointed address (its own kubeconfig, a fixed address) is detected by the checks (no
+traffic through the cut during a normal verdict) and they skip saying why.
 """
 
 from __future__ import annotations

@@ -74,8 +74,9 @@ class ClusterInfo:
     """Set by providers that control their node (restart the kubelet, load images)."""
     cluster_ca: CertificateAuthority | None = field(default=None, repr=False)
     """The CA pods trust for the apiserver (their ``ca.crt``), where the provider holds its key
-    (local-node): the pod-mode API cut presents a certificate from it in the outages that answer
-    garbage over TLS. None: those outages are not played (the callee could not verify the cut)."""
+    (local-node; kind reads kubeadm's from its node): the pod-mode API cut presents a certificate
+    from it in the outages that answer garbage over TLS. None: those outages are not played (the
+    callee could not verify the cut)."""
     refresh_logs: Callable[[], None] | None = None
     """Copies the component logs into ``log_paths`` before they are attached to a failed test's
     report, for providers whose logs live elsewhere (kind: inside the node container)."""
