@@ -41,7 +41,7 @@ import requests
 from ..cluster import Cluster
 from ..errors import K8sSAError
 from ..workloads.api_cut import MODES, TLS_MODES
-from .manifests import WORKLOADS_DIR, workload_image
+from .manifests import WORKLOAD_CODE_CONFIGMAP, workload_code_configmap, workload_image
 from .pods import DeployError, PortForward, wait_for_rollout
 
 APP = "api-cut"
@@ -145,18 +145,10 @@ def plan(
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     mounts = [{"name": "code", "mountPath": "/app/k8s_sa_workloads", "readOnly": True}]
-    volumes: list[dict[str, Any]] = [{"name": "code", "configMap": {"name": "k8s-sa-workloads"}}]
+    volumes: list[dict[str, Any]] = [{"name": "code", "configMap": {"name": WORKLOAD_CODE_CONFIGMAP}}]
     docs: list[dict[str, Any]] = []
     if with_code:
-        code = {p.name: p.read_text() for p in sorted(WORKLOADS_DIR.glob("*.py"))}
-        docs.append(
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": "k8s-sa-workloads", "namespace": namespace, "labels": labels},
-                "data": code,
-            }
-        )
+        docs.append(workload_code_configmap(namespace, labels))
     ca = cluster.info.cluster_ca
     if ca is not None:
         pair = ca.issue(APP, dns_names=(SERVICE,), server=True)
