@@ -94,6 +94,16 @@ class CertificateAuthority:
             .sign(self._key, hashes.SHA256())
         )
 
+    @classmethod
+    def from_pem(cls, cert_pem: bytes, key_pem: bytes) -> CertificateAuthority:
+        """An existing CA whose key is at hand (kind's node: kubeadm's ``/etc/kubernetes/pki/ca.*``)."""
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise ValueError(f"unsupported CA key type {type(key).__name__}")
+        ca = cls.__new__(cls)
+        ca._key, ca._cert = key, x509.load_pem_x509_certificate(cert_pem)
+        return ca
+
     @property
     def cert_pem(self) -> bytes:
         return self._cert.public_bytes(serialization.Encoding.PEM)

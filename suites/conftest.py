@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from pytest_k8s_sa import resources
 from pytest_k8s_sa.cluster import Cluster
 from pytest_k8s_sa.deploy import Deployment, deploy_manifests
+from pytest_k8s_sa.deploy.api_cut import ManifestsCut
 from pytest_k8s_sa.deploy.sut import (
     SutRun,
     deploy_sut_pods,
@@ -45,15 +47,25 @@ def sut(request: pytest.FixtureRequest) -> Sut:
 
 @contextlib.contextmanager
 def _reference_pods(cluster: Cluster, names: Names, workdir: Path, sut: Sut) -> Iterator[SutRun]:
-    """Without a SUT file, pod providers run the reference manifests of ``fixtures/manifests``."""
-    with deploy_manifests(cluster, names, workdir) as deployed:
+    """Without a SUT file, pod providers run the reference manifests of ``fixtures/manifests``; the
+    secret store's in-cluster API address is re-pointed at an api-cut pod (the fail-closed checks)."""
+    cut = ManifestsCut(cluster, resources.run_labels(cluster.run_id))
+    stream_client = cluster.info.api_client()  # kubernetes.stream patches its client: a private one
+    with contextlib.ExitStack() as stack:
+        stack.callback(stream_client.close)
+        deployed = stack.enter_context(deploy_manifests(cluster, names, workdir, patch=cut))
+        control = cut.connect(cluster.api_client, stream_client)
+        if control is not None:
+            stack.callback(control.close)
         store = deployed.secret_store
         yield SutRun(
             sut,
             deployed,
             "manifests",
             binding=find_auth_delegator_binding(cluster.api_client, store.namespace, store.service_account),
+            api_proxy=control,
             caller_jti=lambda: deployed.api.get("/debug/token-info").json().get("jti"),
+            api_cut_unavailable=cut.cut.unavailable if cut.cut else None,
         )
 
 

@@ -120,16 +120,18 @@ def deploy_manifests(
     manifests_dir: Path | None = None,
     audience: str = AUDIENCE,
     timeout: float = 180.0,
+    patch: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> Iterator[Deployment]:
     """Apply the manifests on a cluster whose kubelet runs pods; delete what was created on exit.
 
     Waits for the rollout, opens a port-forward per workload on loopback and waits for the first
     authenticated call (API service -> secret store, 200). Fidelity ``real``: the kubelet projects
     and rotates the tokens. ``workdir`` is unused here (the same signature as ``deploy_processes``).
+    ``patch`` may change the rendered documents (in place) before they are applied.
     """
     cleanups: list[Callable[[], Any]] = []
     try:
-        yield _apply(cluster, names, cleanups, image, manifests_dir, audience, timeout)
+        yield _apply(cluster, names, cleanups, image, manifests_dir, audience, timeout, patch)
     finally:
         _run_cleanups(cleanups)
 
@@ -142,6 +144,7 @@ def _apply(
     folder: Path | None,
     audience: str,
     timeout: float,
+    patch: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> Deployment:
     api_client = cluster.api_client
     stream_client = cluster.info.api_client()  # kubernetes.stream patches its client: a private one
@@ -157,6 +160,8 @@ def _apply(
         "TOKEN_REFRESH_SECONDS": f"{API_TOKEN_REFRESH_SECONDS:g}",
     }
     docs = render_manifests(folder or manifests_dir(), values)
+    if patch is not None:
+        patch(docs)
     for doc in docs:
         if doc["kind"] == "Namespace":
             cleanups.append(

@@ -19,7 +19,10 @@ callee's ``system:auth-delegator`` ClusterRoleBinding and a Service for the call
   workloads' image next to the caller; the suite reads the noted ``jti`` from the tap's status port.
   The same rollout waiting and diagnostics (events, logs) as the reference manifests, port-forwards
   on loopback. Where the provider controls its node (local-node, kind) the caller's token file can
-  be replaced on demand by restarting the kubelet, as with the reference manifests.
+  be replaced on demand by restarting the kubelet, as with the reference manifests. For the
+  fail-closed checks the callee's in-cluster API address is re-pointed at an ``api-cut`` pod in its
+  namespace (:mod:`.api_cut` says exactly what changes in its pod spec: two env variables and
+  ``enableServiceLinks: false``).
 
 Either way (a context manager) the result is a :class:`SutRun`: a
 :class:`~pytest_k8s_sa.deploy.model.Deployment` (``secret_store`` is the callee; ``api`` the caller,
@@ -48,7 +51,7 @@ import requests
 
 from .. import resources
 from ..cluster import Cluster
-from ..flaky_api import FlakyApi, make_test_ca
+from ..flaky_api import ApiCutControl, FlakyApi, make_test_ca
 from ..ports import free_port
 from ..process import Process
 from ..projector import FIDELITY as EMULATED
@@ -56,6 +59,7 @@ from ..sut import CalleeSpec, Sut, SutError, WorkloadSpec, python_executable
 from ..tokens import BoundObject, request_token
 from ..waiting import WaitTimeout, wait_until
 from ..workloads.tap import LoopbackTap
+from . import api_cut
 from .manifests import workload_code_configmap, workload_image
 from .model import TOKEN_EXPIRATION_SECONDS, Deployment, Workload
 from .pods import (
@@ -89,11 +93,14 @@ class SutRun:
     """``process``, ``pod``, or ``manifests`` (the reference workloads without a SUT file)."""
     binding: str | None = None
     """The callee's ``system:auth-delegator`` ClusterRoleBinding."""
-    api_proxy: FlakyApi | None = None
-    """Process mode: the endpoint the callee uses as its Kubernetes API."""
+    api_proxy: ApiCutControl | None = None
+    """The cut between the callee and its Kubernetes API (process mode: a loopback proxy named by its
+    kubeconfig; pod mode: :mod:`.api_cut`); None: the callee's API cannot be cut here."""
     caller_jti: Callable[[], str | None] | None = field(default=None, repr=False)
     """The ``jti`` of the token the caller sends now (None: cannot be observed here)."""
     labels: dict[str, str] = field(default_factory=dict)
+    api_cut_unavailable: str | None = None
+    """Pod mode: why ``api_proxy`` is None (the SUT sets the address itself, or the cut did not start)."""
 
     @property
     def has_caller(self) -> bool:
@@ -545,6 +552,10 @@ def deploy_sut_pods(
             "terminationGracePeriodSeconds": 1,
             "containers": [_container("callee", sut.callee, callee_values)],
         }
+        # The fail-closed checks' cut: the callee's in-cluster API address re-pointed (see .api_cut).
+        cut = api_cut.plan(cluster, store_ns, sut.callee.environment(callee_values), labels)
+        cut_pod = cut.start(api_client)
+        cut.patch_callee(callee_spec)
         docs: list[dict[str, Any]] = [
             _deployment_doc("callee", store_ns, callee_spec),
             {
@@ -620,6 +631,10 @@ def deploy_sut_pods(
             bound_object=api_pod,
         )
         verdict = first_verdict(forward.url, sut.callee, probe.raw, START_TIMEOUT)
+        cut_control = None
+        if cut_pod is not None:
+            cut_control = cut.connect(stream_client, cut_pod)
+            cleanups.append(cut_control.close)
         caller = Workload(CALLER_SA, api_ns, CALLER_SA, "", api_pod)
         caller_jti: Callable[[], str | None] | None = None
         refresh = 60.0
@@ -660,7 +675,16 @@ def deploy_sut_pods(
         if sut.caller is not None:
             deployment.timings["caller_first_grant_seconds"] = caller_verdict
             rotate_by_kubelet_restart(deployment, cluster.node_control)
-        yield SutRun(sut, deployment, "pod", binding, None, caller_jti, labels)
+        yield SutRun(
+            sut,
+            deployment,
+            "pod",
+            binding,
+            cut_control,
+            caller_jti,
+            labels,
+            api_cut_unavailable=cut.unavailable,
+        )
     finally:
         while cleanups:
             with contextlib.suppress(Exception):

@@ -14,6 +14,8 @@ from typing import Protocol, runtime_checkable
 
 import kubernetes
 
+from ..pki import CertificateAuthority
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -70,6 +72,11 @@ class ClusterInfo:
     log_paths: dict[str, Path] = field(default_factory=dict)
     node_control: NodeControl | None = None
     """Set by providers that control their node (restart the kubelet, load images)."""
+    cluster_ca: CertificateAuthority | None = field(default=None, repr=False)
+    """The CA pods trust for the apiserver (their ``ca.crt``), where the provider holds its key
+    (local-node; kind reads kubeadm's from its node): the pod-mode API cut presents a certificate
+    from it in the outages that answer garbage over TLS. None: those outages are not played (the
+    callee could not verify the cut)."""
     refresh_logs: Callable[[], None] | None = None
     """Copies the component logs into ``log_paths`` before they are attached to a failed test's
     report, for providers whose logs live elsewhere (kind: inside the node container)."""

@@ -31,6 +31,7 @@ import yaml
 
 from ..binaries import DEFAULT_K8S_VERSION, stderr_progress
 from ..errors import ClusterUnreachableError, K8sSAError
+from ..pki import CertificateAuthority
 from .base import Capabilities, ClusterInfo
 from .kubeconfig import probe
 
@@ -130,6 +131,7 @@ class KindProvider:
         try:
             _version, issuer = probe(kubeconfig)
             signing_key = self._copy_signing_key()
+            cluster_ca = self._cluster_ca()
             self._logs_dir.mkdir(parents=True, exist_ok=True)
         except BaseException:
             self.destroy()  # the caller only destroys what was created successfully
@@ -149,6 +151,7 @@ class KindProvider:
             log_paths=self.log_paths,
             node_control=self,
             refresh_logs=self.refresh_logs,
+            cluster_ca=cluster_ca,
         )
 
     # --- the node ------------------------------------------------------------------------------
@@ -170,6 +173,24 @@ class KindProvider:
             return None
         target.chmod(0o600)
         return target
+
+    def _cluster_ca(self) -> CertificateAuthority | None:
+        """kubeadm's cluster CA (what pods trust for the apiserver), for the pod-mode API cut's answers
+        over TLS; None (those outages are then not played) when it cannot be read."""
+        try:
+            for name in ("ca.crt", "ca.key"):
+                self._docker(
+                    "cp", f"{self.node_container}:/etc/kubernetes/pki/{name}", str(self._workdir / name)
+                )
+            (self._workdir / "ca.key").chmod(0o600)
+            return CertificateAuthority.from_pem(
+                (self._workdir / "ca.crt").read_bytes(), (self._workdir / "ca.key").read_bytes()
+            )
+        except (ClusterUnreachableError, OSError, ValueError) as exc:
+            stderr_progress(
+                f"no cluster CA from the node ({exc}); the API cut's answers over TLS will not be played"
+            )
+            return None
 
     def _api_audiences(self, issuer: str | None) -> list[str] | None:
         """``--api-audiences`` of the node's kube-apiserver; kubeadm leaves it unset (= the issuer)."""

@@ -120,6 +120,7 @@ class LocalNodeProvider:
             issuer=cp.issuer,
             api_audiences=cp.api_audiences,
             signing_key=cp.certs.sa_signing_key,
+            cluster_ca=ca,
             log_paths={**cp.log_paths, "kube-scheduler": self.scheduler.log_path, **node.log_paths},
             node_control=self,
         )

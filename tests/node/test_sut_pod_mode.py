@@ -7,6 +7,11 @@ projected token volume (and the token tap between caller and callee, so the rota
 which token the caller sends), and runs the fast profile. Needs root on Linux (the local-node
 provider) and waits for the machine's node lock if another run holds it. Each inner run is a plain
 subprocess (kubernetes client) that starts its own node.
+
+The fail-closed checks SEC-011..013 run in pod mode too: the callee's in-cluster API address is
+re-pointed at an api-cut pod (``pytest_k8s_sa/deploy/api_cut.py``). That they can fail there is shown
+with the process-mode mutants packed as the callee image (``sut_images.build(..., mutant)``): the
+same ``store.py`` that fails them in process mode must fail SEC-011 as a pod.
 """
 
 from __future__ import annotations
@@ -92,7 +97,14 @@ def test_the_fast_profile_judges_images_in_pod_mode(sut_file: Path, tmp_path: Pa
     assert by_id["ACC-001"]["outcome"] == "passed"
     assert by_id["ACC-001"]["fidelity"] == "real"
     assert by_id["RBAC-003"]["outcome"] == "passed"
-    assert by_id["SEC-011"]["outcome"] == "skipped"  # the API cannot be cut for a pod
+    # The API cut in pod mode: every outage played (local-node holds the CA for the TLS ones).
+    sec011 = by_id["SEC-011"]
+    assert sec011["outcome"] == "passed", sec011
+    assert "KUBERNETES_SERVICE_HOST=kubernetes" in sec011["evidence"]["cut"]
+    assert sec011["evidence"]["normal_verdict"]["bytes_through_cut"] > 0
+    assert len(sec011["evidence"]["outages"]) == 5
+    assert "not_played" not in sec011["evidence"]
+    assert by_id["SEC-012"]["outcome"] == "passed"
     # The token tap shows which token the caller sends; the restarted kubelet replaces its file.
     for check_id in ("ROT-001", "ROT-002"):
         assert by_id[check_id]["outcome"] == "passed", by_id[check_id]
@@ -128,3 +140,21 @@ def test_a_caller_that_does_not_re_read_its_token_fails_rotation_in_pod_mode(
     assert failed == {"ROT-001", "ROT-002"}, output
     message = next(c["message"] for c in report["checks"] if c["id"] == "ROT-001")
     assert "did not pick up the replaced token file" in message, message
+
+
+@pytest.mark.parametrize(
+    ("mutant", "granted_in"),
+    [
+        ("grant_on_review_failure", "refused"),
+        ("server_error_is_authenticated", "garbage: 500 with a success body"),
+    ],
+)
+def test_a_callee_that_fails_open_fails_sec_011_as_a_pod(
+    tmp_path: Path, mutant: str, granted_in: str
+) -> None:
+    sut = build(tmp_path / "sut", mutant)
+    output, report = run_on_node(sut, tmp_path, [str(ROOT / "suites" / "test_security.py"), "-k", "outages"])
+    assert output.startswith("exit 1\n"), output
+    sec011 = next(c for c in report["checks"] if c["id"] == "SEC-011")
+    assert sec011["outcome"] == "failed", sec011
+    assert 200 <= sec011["evidence"]["outages"][granted_in]["status"] < 300, sec011["evidence"]

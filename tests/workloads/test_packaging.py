@@ -35,6 +35,7 @@ def test_only_standard_library_and_relative_imports() -> None:
         "api.py",
         "data_store.py",
         "tap.py",
+        "api_cut.py",
     }
     for path in MODULES:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):

@@ -1,0 +1,402 @@
+"""API cut: a controllable TCP endpoint in front of the kube-apiserver, switched by the suite.
+
+The fail-closed checks (SEC-011..013) put it between the callee and the real apiserver, then switch
+it per connection: forward (TLS end to end, the callee sees the apiserver's own certificate), refuse,
+reset, hang, or answer garbage. A callee that fails closed grants nothing while it is cut off and
+recovers by itself when the cut forwards again.
+
+Why it lives in the standard-library-only workloads package: the same code serves both modes. In
+process mode the suite runs it in-process (``pytest_k8s_sa.flaky_api.FlakyApi`` wraps it, and the
+callee's ``${KUBECONFIG}`` names it as the server). In pod mode it runs as a pod (``python -m
+k8s_sa_workloads.api_cut``, code from the ``k8s-sa-workloads`` ConfigMap) behind a Service named
+``kubernetes`` in the callee's namespace, which the callee reaches as ``https://kubernetes:443``; the
+suite switches it through a port-forward to its control port.
+
+Environment (pod mode):
+
+* ``UPSTREAM`` (required): ``host:port`` of the real apiserver (the suite passes the ClusterIP of
+  ``default/kubernetes``),
+* ``CUT_LISTEN_ADDR`` (default ``:8443``): where the cut listens,
+* ``LISTEN_ADDR`` (default ``:8444``): the control server: ``GET /healthz``, ``GET /state`` (JSON:
+  mode, connections accepted, bytes forwarded from clients, connections per peer address),
+  ``POST /mode/<mode>[/<response, base64url>]``,
+* ``CERT_FILE``, ``KEY_FILE`` (optional): a serving certificate the callee trusts, for the modes that
+  terminate TLS (``http``, ``trickle``, ``silent``); without them those modes are refused (409).
+"""
+
+import base64
+import binascii
+import contextlib
+import http.client
+import selectors
+import socket
+import ssl
+import struct
+import threading
+from collections.abc import Callable, Mapping, Sequence
+
+from .common import (
+    ConfigError,
+    Request,
+    Response,
+    WorkloadServer,
+    bind,
+    env_str,
+    format_hostport,
+    json_response,
+    log_event,
+    parse_listen_addr,
+    run_main,
+)
+
+MODES = ("forward", "down", "reset", "hang", "plaintext", "http", "trickle", "silent")
+TLS_MODES = ("http", "trickle", "silent")
+"""Modes that terminate TLS themselves: they need a certificate the callee trusts."""
+
+
+class ApiCut:
+    """A TCP endpoint the callee uses as its Kubernetes API, switched by the suite.
+
+    Modes (chosen per accepted connection):
+
+    * ``forward``: pass bytes through to the real apiserver (TLS end to end, the callee sees its cert),
+    * ``down``: nothing listens on the port (connection refused),
+    * ``reset``: accept, then reset the connection,
+    * ``hang``: accept, read, never answer (until the mode changes or the cut stops),
+    * ``plaintext``: answer the TLS ClientHello with plain-text bytes,
+    * ``http``: terminate TLS with a certificate the callee trusts and send ``response`` verbatim,
+    * ``trickle``: like ``http`` but one byte every ``trickle_interval`` seconds,
+    * ``silent``: terminate TLS, read the request, never answer.
+
+    Bounded: at most ``max_connections`` at once (more are closed at once), every socket is tracked
+    and closed by :meth:`stop`, and all threads are daemons joined with a deadline.
+    ``forwarded_bytes`` counts the bytes clients sent through ``forward``: the suite compares it
+    around a normal verdict to prove the callee reaches its API through the cut at all.
+    """
+
+    MODES = MODES
+
+    def __init__(
+        self,
+        upstream: tuple[str, int],
+        cert_file: str | None,
+        key_file: str | None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_connections: int = 32,
+        trickle_interval: float = 0.2,
+    ) -> None:
+        self.upstream = upstream
+        self.host = host
+        self.port = port
+        self.mode = "forward"
+        self.response = b""
+        self.trickle_interval = trickle_interval
+        self.accepted = 0
+        self.forwarded_bytes = 0
+        self.peers: dict[str, int] = {}
+        self._tls: ssl.SSLContext | None = None
+        if cert_file and key_file:
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls.load_cert_chain(cert_file, key_file)
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The modes this cut can play (the TLS-terminating ones only with a certificate)."""
+        return MODES if self._tls is not None else tuple(m for m in MODES if m not in TLS_MODES)
+
+    def start(self) -> "ApiCut":
+        self._listen()
+        return self
+
+    def set_mode(self, mode: str, response: bytes = b"") -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}")
+        if mode not in self.modes:
+            raise ValueError(f"mode {mode!r} terminates TLS and needs CERT_FILE/KEY_FILE")
+        with self._lock:
+            previous, self.mode, self.response = self.mode, mode, response
+            open_sockets = list(self._sockets) if previous == "forward" and mode != "forward" else []
+        # A client with a kept-alive (or HTTP/2) connection would go on talking to the real apiserver
+        # through it: cut every forwarded connection, so its next request meets the new mode.
+        for sock in open_sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # its relay thread sees EOF and closes it
+        if mode == "down" and previous != "down":
+            self._close_listener()
+        elif mode != "down" and previous == "down":
+            self._listen()
+
+    def state(self) -> dict[str, object]:
+        with self._lock:
+            return {
+                "mode": self.mode,
+                "modes": list(self.modes),
+                "accepted": self.accepted,
+                "forwarded_bytes": self.forwarded_bytes,
+                "peers": dict(self.peers),
+            }
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._close_listener()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _close_quietly(sock)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    # plumbing
+
+    def _listen(self) -> None:
+        listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, self.port))
+        self.port = listener.getsockname()[1]  # port 0: the kernel's choice, kept for `down` -> `forward`
+        listener.listen(64)
+        listener.settimeout(0.2)
+        self._listener = listener
+        self._acceptor = self._spawn(self._accept_loop, listener)
+
+    def _close_listener(self) -> None:
+        listener, acceptor = self._listener, self._acceptor
+        self._listener = self._acceptor = None
+        if listener is not None:
+            _close_quietly(listener)
+        if acceptor is not None:
+            acceptor.join(timeout=5)
+
+    def _spawn(self, target: Callable[..., None], *args: object) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()]
+        self._threads.append(thread)
+        thread.start()
+        return thread
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        while not self._stop.is_set() and self._listener is listener:
+            try:
+                client, peer = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not self._slots.acquire(blocking=False):
+                _close_quietly(client)
+                continue
+            with self._lock:
+                self.accepted += 1
+                self.peers[str(peer[0])] = self.peers.get(str(peer[0]), 0) + 1
+                mode, response = self.mode, self.response
+                self._sockets.add(client)
+            self._spawn(self._serve, client, mode, response)
+
+    def _serve(self, client: socket.socket, mode: str, response: bytes) -> None:
+        try:
+            client.settimeout(10)
+            if mode == "forward":
+                self._forward(client)
+            elif mode == "reset":
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif mode == "hang":
+                self._hang(client)
+            elif mode == "plaintext":
+                client.recv(4096)
+                client.sendall(
+                    b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"authenticated": true}'
+                )
+            elif mode in TLS_MODES:
+                self._answer_tls(client, response, mode)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._sockets.discard(client)
+            _close_quietly(client)
+            self._slots.release()
+
+    def _forward(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(self.upstream, timeout=10)
+        with self._lock:
+            self._sockets.add(upstream)
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(client, selectors.EVENT_READ, upstream)
+                selector.register(upstream, selectors.EVENT_READ, client)
+                while not self._stop.is_set():
+                    for key, _ in selector.select(timeout=0.5):
+                        source: socket.socket = key.fileobj  # type: ignore[assignment]
+                        data = source.recv(65536)
+                        if not data:
+                            return
+                        if source is client:
+                            with self._lock:
+                                self.forwarded_bytes += len(data)
+                        key.data.sendall(data)
+        finally:
+            with self._lock:
+                self._sockets.discard(upstream)
+            _close_quietly(upstream)
+
+    def _hang(self, client: socket.socket) -> None:
+        """Hold the connection; it closes within one poll once the mode changes (or on stop)."""
+        client.settimeout(0.2)
+        while not self._stop.is_set() and self.mode == "hang":
+            try:
+                if not client.recv(65536):
+                    return
+            except TimeoutError:
+                continue
+
+    def _answer_tls(self, client: socket.socket, response: bytes, mode: str) -> None:
+        if self._tls is None:
+            return
+        tls = self._tls.wrap_socket(client, server_side=True)
+        with self._lock:
+            self._sockets.add(tls)
+        try:
+            request = b""
+            while b"\r\n\r\n" not in request and len(request) < 65536:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    return
+                request += chunk
+            # Read the request body too: closing with unread bytes sends a TCP reset, which can
+            # destroy the canned answer before the client reads it (it then sees a dropped
+            # connection, not the 5xx under test).
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = _content_length(head)
+            while len(body) < min(length, 1 << 20):
+                chunk = tls.recv(65536)
+                if not chunk:
+                    return
+                body += chunk
+            if mode == "http":
+                tls.sendall(response)
+                return
+            if mode == "silent":
+                while not self._stop.wait(0.2) and self.mode == "silent":
+                    pass
+                return
+            for index in range(len(response)):
+                if self._stop.wait(self.trickle_interval) or self.mode != "trickle":
+                    return
+                tls.sendall(response[index : index + 1])
+        finally:
+            with self._lock:
+                self._sockets.discard(tls)
+
+
+def _content_length(head: bytes) -> int:
+    """The request's Content-Length (0 when absent or unreadable)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            try:
+                return max(0, int(value.strip()))
+            except ValueError:
+                return 0
+    return 0
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+def http_response(
+    status: int, body: bytes, *, content_type: str = "application/json", extra: str = ""
+) -> bytes:
+    """A complete HTTP/1.1 answer (``Connection: close``) for the ``http`` and ``trickle`` modes."""
+    reason = http.client.responses.get(status, "Unknown")
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n{extra}\r\n"
+    )
+    return head.encode() + body
+
+
+# --- pod mode: the control server --------------------------------------------------------------
+
+
+class ControlApp:
+    """``GET /state``, ``POST /mode/<mode>[/<base64url response>]``, ``GET /healthz``."""
+
+    def __init__(self, cut: ApiCut) -> None:
+        self.cut = cut
+
+    def handle(self, request: Request) -> Response:
+        parts = [p for p in request.path.split("/") if p]
+        if request.method == "GET" and parts == ["healthz"]:
+            return Response(200, b"ok")
+        if request.method == "GET" and parts == ["state"]:
+            return json_response(200, self.cut.state())
+        if request.method == "POST" and parts[:1] == ["mode"] and len(parts) in (2, 3):
+            try:
+                response = base64.urlsafe_b64decode(parts[2]) if len(parts) == 3 else b""
+            except (binascii.Error, ValueError):
+                return json_response(400, {"error": "the response is not base64url"})
+            try:
+                self.cut.set_mode(parts[1], response)
+            except ValueError as exc:
+                return json_response(409, {"error": str(exc)})
+            log_event("mode", mode=parts[1], response_bytes=len(response))
+            return json_response(200, self.cut.state())
+        return json_response(404, {"error": "GET /state, POST /mode/<mode>[/<base64url>], GET /healthz"})
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "upstream": format_hostport(*self.cut.upstream),
+            "cut": format_hostport(self.cut.host, self.cut.port),
+            "modes": list(self.cut.modes),
+        }
+
+    def close(self) -> None:
+        self.cut.stop()
+
+
+def make_server(environ: Mapping[str, str]) -> WorkloadServer:
+    """Start the cut (forwarding) and bind its control server (``server_close`` stops both)."""
+    raw = env_str(environ, "UPSTREAM")
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"UPSTREAM must be host:port of the real apiserver, not {raw!r}")
+    cert, key = env_str(environ, "CERT_FILE"), env_str(environ, "KEY_FILE")
+    if bool(cert) != bool(key):
+        raise ConfigError("CERT_FILE and KEY_FILE go together")
+    listen_host, listen_port = parse_listen_addr(
+        env_str(environ, "CUT_LISTEN_ADDR", ":8443"), "CUT_LISTEN_ADDR"
+    )
+    try:
+        cut = ApiCut(
+            (host.strip("[]"), int(port)),
+            cert or None,
+            key or None,
+            host=listen_host or "0.0.0.0",  # noqa: S104 - empty host means all interfaces (in a pod)
+            port=listen_port,
+        )
+        cut.start()
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot start the cut: {exc}") from None
+    try:
+        return bind(parse_listen_addr(env_str(environ, "LISTEN_ADDR", ":8444")), ControlApp(cut))
+    except ConfigError:
+        cut.stop()
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main("api-cut", argv, __doc__, make_server)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
