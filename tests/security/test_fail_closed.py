@@ -31,6 +31,7 @@ from ._support import (
     http_response,
     make_test_ca,
     start_secret_store_process,
+    store_beside,
     wait_for_status,
 )
 
@@ -97,20 +98,14 @@ def flaky_api(k8s_cluster, deployment, tls_pair, tmp_path_factory) -> Iterator[F
 @pytest.fixture(scope="module")
 def proxied_store(k8s_cluster, deployment, flaky_api, tls_pair, tmp_path_factory) -> Iterator[StoreHandle]:
     """A secret store (the deployed store's identity, with auth-delegator) behind the flaky API."""
-    identity = deployment.secret_store
-    store = StoreHandle.of(
-        start_secret_store_process(
-            k8s_cluster,
-            tmp_path_factory.mktemp("proxied-store"),
-            name="secret-store-proxied",
-            namespace=identity.namespace,
-            service_account=identity.service_account,
-            pod=identity.pod,
-            allowed=f"{deployment.api.namespace}:{deployment.api.service_account}",
-            api_url=flaky_api.url,
-            extra_ca=tls_pair[0].cert_pem,
-            env={"REVIEW_TIMEOUT_SECONDS": str(REVIEW_TIMEOUT), "CACHE_TTL_SECONDS": "0"},
-        )
+    store = store_beside(
+        k8s_cluster,
+        deployment,
+        tmp_path_factory.mktemp("proxied-store"),
+        "secret-store-proxied",
+        api_url=flaky_api.url,
+        extra_ca=tls_pair[0].cert_pem,
+        env={"REVIEW_TIMEOUT_SECONDS": str(REVIEW_TIMEOUT), "CACHE_TTL_SECONDS": "0"},
     )
     yield store
     store.stop()

@@ -37,7 +37,7 @@ import pytest
 from pytest_k8s_sa import hostile
 from pytest_k8s_sa.waiting import wait_until
 
-from ._support import LogWatch, StoreHandle, healthy, leaked, start_secret_store_process
+from ._support import LogWatch, StoreHandle, healthy, leaked, store_beside
 
 MIB = 1024 * 1024
 SECONDS = 12.0
@@ -49,19 +49,7 @@ P99_BOUND = 5.0
 
 
 def start_store(k8s_cluster, deployment, tmp_path_factory, name: str, env: dict[str, str]) -> StoreHandle:
-    identity = deployment.secret_store
-    return StoreHandle.of(
-        start_secret_store_process(
-            k8s_cluster,
-            tmp_path_factory.mktemp(name),
-            name=name,
-            namespace=identity.namespace,
-            service_account=identity.service_account,
-            pod=identity.pod,
-            allowed=f"{deployment.api.namespace}:{deployment.api.service_account}",
-            env=env,
-        )
-    )
+    return store_beside(k8s_cluster, deployment, tmp_path_factory.mktemp(name), name, env=env)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from pytest_k8s_sa.tokens import key_id, request_token
 
-from ._support import StoreHandle, forger, run_load, standard_mix, start_secret_store_process
+from ._support import StoreHandle, forger, run_load, standard_mix, store_beside
 
 AUDIENCE = "secret-store"
 CACHE_TTL = 10.0
@@ -36,18 +36,12 @@ MAX_RSS_GROWTH = 50 * 1024 * 1024
 
 @pytest.fixture
 def load_store(k8s_cluster, deployment, tmp_path_factory) -> Iterator[StoreHandle]:
-    identity = deployment.secret_store
-    store = StoreHandle.of(
-        start_secret_store_process(
-            k8s_cluster,
-            tmp_path_factory.mktemp("load-store"),
-            name="secret-store-load",
-            namespace=identity.namespace,
-            service_account=identity.service_account,
-            pod=identity.pod,
-            allowed=f"{deployment.api.namespace}:{deployment.api.service_account}",
-            env={"CACHE_TTL_SECONDS": str(CACHE_TTL)},
-        )
+    store = store_beside(
+        k8s_cluster,
+        deployment,
+        tmp_path_factory.mktemp("load-store"),
+        "secret-store-load",
+        env={"CACHE_TTL_SECONDS": str(CACHE_TTL)},
     )
     yield store
     store.stop()
