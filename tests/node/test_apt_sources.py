@@ -128,9 +128,11 @@ def test_python_image_hands_the_sources_to_mmdebstrap(tmp_path, monkeypatch):
 
 
 ALLOWED_HOSTS = re.compile(
-    r"^(127\.0\.0\.1|localhost|host|.*[{$].*|[\w.-]+\.svc(\.cluster\.local)?|[\w.-]+\.(test|invalid|example))$"
+    r"^(127\.0\.0\.1|localhost|host|kubernetes|.*[{$].*|[\w.-]+\.svc(\.cluster\.local)?"
+    r"|[\w.-]+\.(test|invalid|example))$"
 )
-"""Loopback, a placeholder (``{...}``, ``${...}``), a Service name, or a reserved domain (RFC 2606)."""
+"""Loopback, a placeholder (``{...}``, ``${...}``), a Service name (``kubernetes``: the API's own Service,
+as a pod resolves it), or a reserved domain (RFC 2606)."""
 
 
 def test_no_package_host_is_named_in_the_code():
