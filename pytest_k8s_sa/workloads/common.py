@@ -1023,8 +1023,13 @@ def raise_header_line_limit(limit: int) -> None:
         http.client._MAXLINE = limit  # type: ignore[attr-defined]
 
 
-def serve_until_signalled(server: WorkloadServer) -> None:
-    """Serve until SIGTERM/SIGINT, then stop accepting, close and return (exit 0 for kubelet)."""
+def serve_until_signalled(server: WorkloadServer, ready: Callable[[], None] | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, then stop accepting, close and return (exit 0 for kubelet).
+
+    ``ready`` runs once the signal handlers are installed and the server thread runs: whoever waits
+    for the "listening" line it logs may send SIGTERM at once and still get a clean stop (before,
+    the line came first and a signal in that moment killed the process with the default action).
+    """
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -1042,6 +1047,8 @@ def serve_until_signalled(server: WorkloadServer) -> None:
     thread = threading.Thread(target=serve, name="serve", daemon=True)
     thread.start()
     try:
+        if ready is not None:
+            ready()
         stop.wait()
     finally:
         server.shutdown()
@@ -1074,7 +1081,10 @@ def run_main(
         print(f"{service}: configuration error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_CONFIG
     log_event("starting", service=service, **server.app.summary(), limits=server.limits.summary())
-    log_event("listening", service=service, addr=server.bound_addr)
-    serve_until_signalled(server)
+
+    def listening() -> None:
+        log_event("listening", service=service, addr=server.bound_addr)
+
+    serve_until_signalled(server, ready=listening)
     log_event("stopped", service=service)
     return 0

@@ -162,6 +162,18 @@ def test_three_workloads_end_to_end_then_sigterm(
         assert process.wait_for("stopped")["event"] == "stopped"
 
 
+def test_sigterm_right_after_listening_stops_cleanly(spawn: Callable[[str, dict[str, str]], Process]) -> None:
+    """A supervisor that signals the moment it reads "listening" gets a clean stop (exit 0, "stopped"),
+    because the line is logged only once the signal handlers are in place."""
+    for _ in range(5):
+        data_store = spawn(
+            "data_store", {"LISTEN_ADDR": "127.0.0.1:0", "SECRET_STORE_URL": "http://127.0.0.1:9"}
+        )
+        data_store.wait_for("listening")
+        assert data_store.stop() == 0
+        assert data_store.wait_for("stopped")["event"] == "stopped"
+
+
 @pytest.mark.parametrize("module", ["secret_store", "api", "data_store", "tap"])
 def test_configuration_error_is_one_line_and_exit_2(pod_dir: Path, module: str) -> None:
     result = subprocess.run(
