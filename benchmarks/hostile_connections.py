@@ -38,8 +38,9 @@ from pathlib import Path
 
 from pytest_k8s_sa import hostile
 from pytest_k8s_sa.cluster import Cluster
-from pytest_k8s_sa.deploy import Deployment, deploy_processes, start_secret_store_process
+from pytest_k8s_sa.deploy import Deployment, deploy_processes
 from pytest_k8s_sa.fixtures import Names
+from pytest_k8s_sa.loadgen import store_beside
 from pytest_k8s_sa.providers.local import LocalProvider
 from pytest_k8s_sa.tokens import request_token
 
@@ -72,20 +73,7 @@ def measure(
     args: argparse.Namespace,
 ) -> dict[str, object]:
     """One fresh store with ``env`` (under the hostile load or not); its figures."""
-    identity = deployment.secret_store
-    assert identity.pod is not None  # local processes: the pod the emulated kubelet binds tokens to
-    store = start_secret_store_process(
-        cluster,
-        workdir,
-        name=name,
-        namespace=identity.namespace,
-        service_account=identity.service_account,
-        pod=identity.pod,
-        allowed=f"{deployment.api.namespace}:{deployment.api.service_account}",
-        env=env,
-    )
-    assert store.process is not None
-    assert store.projector is not None
+    store = store_beside(cluster, deployment, workdir, name, env=env)
     pid = store.process.pid
     assert pid is not None
     try:
@@ -106,8 +94,7 @@ def measure(
         )
         survived = store.process.running() and store.process.pid == pid
     finally:
-        store.process.stop()
-        store.projector.stop()
+        store.stop()
     return {
         "idle_rss_mib": round(idle_rss / MIB, 1),
         "peak_rss_mib": round(report.peak_rss / MIB, 1),

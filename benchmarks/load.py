@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives import serialization
 
 from pytest_k8s_sa import resources
 from pytest_k8s_sa.cluster import Cluster
-from pytest_k8s_sa.deploy import Deployment, deploy_processes, start_secret_store_process
-from pytest_k8s_sa.loadgen import StoreHandle, forger, run_load, standard_mix
+from pytest_k8s_sa.deploy import Deployment, deploy_processes
+from pytest_k8s_sa.loadgen import forger, run_load, standard_mix, store_beside
 from pytest_k8s_sa.providers.registry import build_provider
 from pytest_k8s_sa.settings import Settings
 from pytest_k8s_sa.tokens import key_id, request_token
@@ -58,18 +58,12 @@ def measure(
         valid, not_allowed, forger(cluster.issuer, api_ns, api_sa, sa_uid, key_id(real.public_key()))
     )
 
-    identity = deployment.secret_store
-    store = StoreHandle.of(
-        start_secret_store_process(
-            cluster,
-            workdir,
-            name=f"secret-store-bench-ttl{cache_ttl:g}",
-            namespace=identity.namespace,
-            service_account=identity.service_account,
-            pod=identity.pod,
-            allowed=f"{api_ns}:{api_sa}",
-            env={"CACHE_TTL_SECONDS": str(cache_ttl)},
-        )
+    store = store_beside(
+        cluster,
+        deployment,
+        workdir,
+        f"secret-store-bench-ttl{cache_ttl:g}",
+        env={"CACHE_TTL_SECONDS": str(cache_ttl)},
     )
     try:
         stats_before, rss_before = store.stats(), store.rss_bytes()

@@ -1,9 +1,9 @@
 """Secret-store processes for measurements and a load generator, shared by tests and benchmarks.
 
-``StoreHandle.of(start_secret_store_process(...))`` wraps one more secret store run as a local
-process (emulated kubelet) with what measurements look at (stats, RSS); ``run_load`` drives it with
-keep-alive clients sending a :class:`Mix` of tokens; ``standard_mix`` and ``forger`` make the mix of
-the security gate (``tests/security/test_load.py``) and of ``benchmarks/load.py``. No pytest.
+``store_beside`` starts one more secret store as a local process (emulated kubelet) with the
+deployed store's identity and hands back what measurements look at (stats, RSS); ``run_load``
+drives it with keep-alive clients sending a :class:`Mix` of tokens; ``standard_mix`` and ``forger``
+make the mix of the security gate (``tests/security/test_load.py``) and of ``benchmarks/load.py``. No pytest.
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .deploy import Workload
+from .cluster import Cluster
+from .deploy import Deployment, Workload, start_secret_store_process
 from .hostile import rss_bytes
 from .process import Process
 from .projector import TokenProjector
@@ -68,6 +70,28 @@ class StoreHandle:
         assert workload.process is not None
         assert workload.projector is not None
         return cls(workload, workload.process, workload.projector)
+
+
+def store_beside(
+    cluster: Cluster, deployment: Deployment, workdir: Path, name: str, **options: Any
+) -> StoreHandle:
+    """One more secret-store process with the deployed store's identity (so its auth-delegator
+    binding) and allow-list; ``options`` go to ``start_secret_store_process`` (``api_url``,
+    ``extra_ca``, ``env``)."""
+    identity = deployment.secret_store
+    assert identity.pod is not None  # local processes: the pod the emulated kubelet binds tokens to
+    return StoreHandle.of(
+        start_secret_store_process(
+            cluster,
+            workdir,
+            name=name,
+            namespace=identity.namespace,
+            service_account=identity.service_account,
+            pod=identity.pod,
+            allowed=f"{deployment.api.namespace}:{deployment.api.service_account}",
+            **options,
+        )
+    )
 
 
 def store_stats(url: str) -> dict[str, int]:

@@ -6,8 +6,11 @@ texts: any implementation may word its answers as it likes.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
+import kubernetes
 import pytest
 import requests
 
@@ -105,3 +108,47 @@ def wait_for_grant(cluster: Cluster, run: SutRun, timeout: float, what: str) -> 
         max_interval=1.0,
     )
     return round(time.monotonic() - started, 2)
+
+
+def may_review(cluster: Cluster, workload: Workload) -> bool:
+    """Whether ``workload``'s service account may create TokenReviews now (a SubjectAccessReview)."""
+    namespace, name = workload.namespace, workload.service_account
+    review = kubernetes.client.AuthorizationV1Api(cluster.api_client).create_subject_access_review(
+        kubernetes.client.V1SubjectAccessReview(
+            spec=kubernetes.client.V1SubjectAccessReviewSpec(
+                user=f"system:serviceaccount:{namespace}:{name}",
+                groups=[
+                    "system:serviceaccounts",
+                    f"system:serviceaccounts:{namespace}",
+                    "system:authenticated",
+                ],
+                resource_attributes=kubernetes.client.V1ResourceAttributes(
+                    group="authentication.k8s.io", resource="tokenreviews", verb="create"
+                ),
+            )
+        )
+    )
+    return bool(review.status.allowed)
+
+
+@contextlib.contextmanager
+def review_rights_removed(cluster: Cluster, run: SutRun) -> Iterator[None]:
+    """The callee without its system:auth-delegator binding inside the block; restored (same name and
+    labels) and effective again on leaving it. Skips where the binding was not found."""
+    if run.binding is None:
+        pytest.skip("the callee's system:auth-delegator ClusterRoleBinding was not found")
+    api = cluster.api_client
+    store = run.deployment.secret_store
+    binding = kubernetes.client.RbacAuthorizationV1Api(api).read_cluster_role_binding(run.binding)
+    labels = dict(binding.metadata.labels or {})
+    resources.delete_cluster_role_binding(api, run.binding)
+    try:
+        wait_until(
+            lambda: not may_review(cluster, store),
+            30,
+            "the callee may still create TokenReviews after its binding was deleted",
+        )
+        yield
+    finally:
+        resources.grant_auth_delegator(api, run.binding, store.namespace, store.service_account, labels)
+    wait_until(lambda: may_review(cluster, store), 30, "the restored binding does not take effect")

@@ -5,14 +5,12 @@ from __future__ import annotations
 import contextlib
 
 import jwt
-import kubernetes
 import pytest
 import requests
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.waiting import WaitTimeout, wait_until
+from pytest_k8s_sa.waiting import WaitTimeout
 
-from .helpers import allowed_token, granted, sa_ref, status_of, wait_for_grant
+from .helpers import allowed_token, granted, review_rights_removed, sa_ref, status_of, wait_for_grant
 
 RECOVERY_SECONDS = 30.0
 """How long a callee may take to grant again once it may review again (fresh tokens, so no cache)."""
@@ -25,50 +23,12 @@ def without_review_rights(k8s_cluster, sut_run):
     Fresh tokens: a success the callee cached may rightly be honoured for its cache_seconds; a token
     it has never seen must be reviewed, and the apiserver now answers its review with 403.
     """
-    if sut_run.binding is None:
-        pytest.skip("the callee's system:auth-delegator ClusterRoleBinding was not found")
-    api = k8s_cluster.api_client
-    store = sut_run.deployment.secret_store
-    labels = kubernetes.client.RbacAuthorizationV1Api(api).read_cluster_role_binding(sut_run.binding)
-    labels = dict(labels.metadata.labels or {})
-    resources.delete_cluster_role_binding(api, sut_run.binding)
-    try:
-        wait_until(
-            lambda: not _may_review(api, store.namespace, store.service_account),
-            30,
-            "the callee may still create TokenReviews after its binding was deleted",
-        )
+    with review_rights_removed(k8s_cluster, sut_run):
         statuses = [status_of(sut_run, allowed_token(k8s_cluster, sut_run)) for _ in range(3)]
-    finally:
-        resources.grant_auth_delegator(api, sut_run.binding, store.namespace, store.service_account, labels)
-    wait_until(
-        lambda: _may_review(api, store.namespace, store.service_account),
-        30,
-        "the restored binding does not take effect",
-    )
     recovered = None
     with contextlib.suppress(WaitTimeout):
         recovered = wait_for_grant(k8s_cluster, sut_run, RECOVERY_SECONDS, "no recovery")
     return {"statuses": statuses, "recovered_after_seconds": recovered}
-
-
-def _may_review(api, namespace: str, name: str) -> bool:
-    review = kubernetes.client.AuthorizationV1Api(api).create_subject_access_review(
-        kubernetes.client.V1SubjectAccessReview(
-            spec=kubernetes.client.V1SubjectAccessReviewSpec(
-                user=f"system:serviceaccount:{namespace}:{name}",
-                groups=[
-                    "system:serviceaccounts",
-                    f"system:serviceaccounts:{namespace}",
-                    "system:authenticated",
-                ],
-                resource_attributes=kubernetes.client.V1ResourceAttributes(
-                    group="authentication.k8s.io", resource="tokenreviews", verb="create"
-                ),
-            )
-        )
-    )
-    return bool(review.status.allowed)
 
 
 @pytest.mark.conformance("RBAC-001", "a callee without system:auth-delegator never grants (no 2xx)")

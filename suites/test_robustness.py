@@ -21,16 +21,13 @@ import socket
 import time
 from urllib.parse import urlsplit
 
-import kubernetes
 import pytest
 import requests
 
-from pytest_k8s_sa import resources
 from pytest_k8s_sa.tokens import request_token
 from pytest_k8s_sa.waiting import WaitTimeout, wait_until
 
-from .helpers import allowed_token, call_through_caller, granted, sa_ref, status_of
-from .test_rbac_discovery import _may_review
+from .helpers import allowed_token, call_through_caller, granted, review_rights_removed, sa_ref, status_of
 
 SLOW_CLIENTS = 8
 """Connections the intruder holds open during AVAIL-001: half idle, half with a request line and no end
@@ -119,28 +116,9 @@ def same_token_granted_again(sut_run, token: str) -> tuple[float | None, list[in
     "CACHE-001", "a token refused while the callee had no review rights is granted once it has them"
 )
 def test_failures_are_not_cached(check, k8s_cluster, sut_run):
-    if sut_run.binding is None:
-        pytest.skip("the callee's system:auth-delegator ClusterRoleBinding was not found")
-    api = k8s_cluster.api_client
-    store = sut_run.deployment.secret_store
     token = allowed_token(k8s_cluster, sut_run)
-    rbac = kubernetes.client.RbacAuthorizationV1Api(api)
-    labels = dict(rbac.read_cluster_role_binding(sut_run.binding).metadata.labels or {})
-    resources.delete_cluster_role_binding(api, sut_run.binding)
-    try:
-        wait_until(
-            lambda: not _may_review(api, store.namespace, store.service_account),
-            30,
-            "the callee may still create TokenReviews after its binding was deleted",
-        )
+    with review_rights_removed(k8s_cluster, sut_run):
         during = check.record("status_without_review_rights", status_of(sut_run, token))
-    finally:
-        resources.grant_auth_delegator(api, sut_run.binding, store.namespace, store.service_account, labels)
-    wait_until(
-        lambda: _may_review(api, store.namespace, store.service_account),
-        30,
-        "the restored binding does not take effect",
-    )
     recovered, answers = same_token_granted_again(sut_run, token)
     check.record("same_token_granted_after_seconds", recovered)
     check.record("last_answers", answers)

@@ -9,11 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any
 
 import requests
 
-from pytest_k8s_sa.deploy import Deployment, start_secret_store_process
+from pytest_k8s_sa.deploy import start_secret_store_process  # noqa: F401
 from pytest_k8s_sa.flaky_api import FlakyApi, http_response, make_test_ca, running_proxy  # noqa: F401
 from pytest_k8s_sa.loadgen import (  # noqa: F401 - re-exported for the security tests
     MALFORMED_SAMPLES,
@@ -24,33 +23,13 @@ from pytest_k8s_sa.loadgen import (  # noqa: F401 - re-exported for the security
     rss_bytes,
     run_load,
     standard_mix,
+    store_beside,
     store_stats,
 )
 from pytest_k8s_sa.rawhttp import RawAnswer, raw_request  # noqa: F401
 from pytest_k8s_sa.waiting import wait_until
 
 # --- extra secret-store processes --------------------------------------------------------------
-
-
-def store_beside(
-    cluster: Any, deployment: Deployment, workdir: Path, name: str, **options: Any
-) -> StoreHandle:
-    """One more secret-store process with the deployed store's identity (so its auth-delegator
-    binding) and allow-list; ``options`` go to ``start_secret_store_process`` (``api_url``,
-    ``extra_ca``, ``env``)."""
-    identity = deployment.secret_store
-    return StoreHandle.of(
-        start_secret_store_process(
-            cluster,
-            workdir,
-            name=name,
-            namespace=identity.namespace,
-            service_account=identity.service_account,
-            pod=identity.pod,
-            allowed=f"{deployment.api.namespace}:{deployment.api.service_account}",
-            **options,
-        )
-    )
 
 
 def healthy(url: str) -> bool:
