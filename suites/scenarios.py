@@ -268,7 +268,7 @@ def _expiry(k8s_cluster, sut_run) -> Callable[[Callable[[], None]], Expiry]:
     polls = itertools.count()
 
     def run(cancelled: Callable[[], None]) -> Expiry:
-        def refused() -> bool:
+        def api_refuses() -> bool:
             cancelled()
             # The apiserver caches a successful authentication for 10 s, keyed by token and
             # audiences. A second, unique audience per poll makes every review a fresh validation,
@@ -280,7 +280,7 @@ def _expiry(k8s_cluster, sut_run) -> Callable[[Callable[[], None]], Expiry]:
             state.refused_at = time.time()
             return True
 
-        wait_until(refused, 600 + 180, "token still accepted 3 minutes after exp", max_interval=2.0)
+        wait_until(api_refuses, 600 + 180, "token still accepted 3 minutes after exp", max_interval=2.0)
         # The callee may honour a success it cached for up to its cache_seconds.
         statuses: list[int] = []
 

@@ -12,13 +12,13 @@ from .helpers import granted, refused, sa_ref, store_says
 
 @pytest.mark.conformance("EXP-001", "a TokenRequest for less than 600 s is refused (422)")
 def test_short_token_request_is_refused(check, k8s_cluster, deployment, projected_token):
-    with pytest.raises(ApiException) as refused:
+    with pytest.raises(ApiException) as raised:
         projected_token(
             sa_ref(k8s_cluster, deployment.api), audiences=[deployment.audience], expiration_seconds=599
         )
-    check.record("status", refused.value.status)
-    check.record("message", refused.value.body[:300] if refused.value.body else None)
-    assert refused.value.status == 422
+    check.record("status", raised.value.status)
+    check.record("message", raised.value.body[:300] if raised.value.body else None)
+    assert raised.value.status == 422
 
 
 @pytest.mark.conformance("EXP-002", "status.expirationTimestamp matches the requested expiration")
