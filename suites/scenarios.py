@@ -32,7 +32,7 @@ class Case:
 
 
 @pytest.fixture(scope="session")
-def revoked(k8s_cluster, k8s_names, sut_run) -> dict[str, Case]:
+def revoked(k8s_cluster, k8s_names, sut_run) -> Iterator[dict[str, Case]]:
     """Bind tokens to a pod, a service account, a secret and a legacy Secret; delete them all at
     once; wait once until every token is refused; then recreate same-name objects."""
     deployment = sut_run.deployment
