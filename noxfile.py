@@ -29,9 +29,9 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "tests", "-n", "2", "-p", "no:cacheprovider", *session.posargs)
 
 
-def _conformance(session: nox.Session, report: str, *provider: str) -> None:
+def _conformance(session: nox.Session, report: str, *provider: str, profile: str = "fast") -> None:
     _install(session)
-    args = session.posargs or ["--conformance-profile", "fast"]
+    args = session.posargs or ["--conformance-profile", profile]
     session.run(
         "pytest",
         "suites",
@@ -50,6 +50,16 @@ def _conformance(session: nox.Session, report: str, *provider: str) -> None:
 def conformance(session: nox.Session) -> None:
     """The conformance suite (fast profile) on the embedded local cluster, with its JSON report."""
     _conformance(session, "conformance")
+
+
+@nox.session(python=PYTHON)
+def conformance_full(session: nox.Session) -> None:
+    """The whole full profile on the embedded local cluster, report in reports/full.json.
+
+    About 11 minutes, nearly all of it waiting: EXP-004 holds a real 600 s token until the apiserver
+    refuses it and ROT-003 waits for the refresh at 80 % of one; .ci/run runs it in the background.
+    """
+    _conformance(session, "full", profile="full")
 
 
 @nox.session(python=PYTHON)
