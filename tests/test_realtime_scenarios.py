@@ -105,7 +105,9 @@ def install_refresh_due_soon(cluster: Cluster, run: SutRun, mint_token: MintToke
     return token
 
 
-def test_expiry_passes_a_callee_that_refuses_after_exp(k8s_cluster, reference_run, mint_token):
+def test_expiry_passes_a_callee_that_refuses_after_exp(
+    k8s_cluster: Cluster, reference_run: SutRun, mint_token: MintTokenFactory
+) -> None:
     token = expiring_token(k8s_cluster, reference_run, mint_token)
     scenario = expiry_scenario(k8s_cluster, reference_run, token=token, refused_within_seconds=60)
     state = scenario(never_cancelled)
@@ -115,7 +117,9 @@ def test_expiry_passes_a_callee_that_refuses_after_exp(k8s_cluster, reference_ru
 
 
 @pytest.mark.parametrize("mutant_run", ["caches_successes_forever"], indirect=True)
-def test_expiry_fails_a_callee_that_grants_past_exp(k8s_cluster, mutant_run, mint_token):
+def test_expiry_fails_a_callee_that_grants_past_exp(
+    k8s_cluster: Cluster, mutant_run: SutRun, mint_token: MintTokenFactory
+) -> None:
     token = expiring_token(k8s_cluster, mutant_run, mint_token)
     scenario = expiry_scenario(
         k8s_cluster, mutant_run, token=token, refused_within_seconds=60, callee_grace_seconds=5
@@ -126,7 +130,9 @@ def test_expiry_fails_a_callee_that_grants_past_exp(k8s_cluster, mutant_run, min
         judge_expiry(state, recorder({}))
 
 
-def test_refresh_passes_a_caller_that_rereads_its_token_file(k8s_cluster, reference_run, mint_token):
+def test_refresh_passes_a_caller_that_rereads_its_token_file(
+    k8s_cluster: Cluster, reference_run: SutRun, mint_token: MintTokenFactory
+) -> None:
     minted = install_refresh_due_soon(k8s_cluster, reference_run, mint_token)
     scenario = refresh_scenario(reference_run, within_seconds=REFRESH_WITHIN_SECONDS)
     state = scenario(never_cancelled)
@@ -138,7 +144,9 @@ def test_refresh_passes_a_caller_that_rereads_its_token_file(k8s_cluster, refere
 
 
 @pytest.mark.parametrize("mutant_run", ["caller_reads_token_once"], indirect=True)
-def test_refresh_fails_a_caller_that_never_rereads_its_token_file(k8s_cluster, mutant_run, mint_token):
+def test_refresh_fails_a_caller_that_never_rereads_its_token_file(
+    k8s_cluster: Cluster, mutant_run: SutRun, mint_token: MintTokenFactory
+) -> None:
     minted = install_refresh_due_soon(k8s_cluster, mutant_run, mint_token)
     scenario = refresh_scenario(mutant_run, within_seconds=REFRESH_WITHIN_SECONDS)
     with pytest.raises(WaitTimeout, match="no refresh within"):
