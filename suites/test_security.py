@@ -228,7 +228,7 @@ OUTAGES = {
 }
 
 
-def _require_traffic_through(k8s_cluster, sut_run, proxy) -> dict:
+def _require_traffic_through(k8s_cluster, sut_run, proxy) -> dict[str, object]:
     """Prove the callee reaches its API through the cut: a normal verdict on a fresh token (which it
     must review) moves bytes through it. Else the outages would prove nothing: skip saying why."""
     before = proxy.traffic()
@@ -250,7 +250,7 @@ def outages(k8s_cluster, sut_run):
     if proxy is None:
         pytest.skip(sut_run.api_cut_unavailable or "the callee's Kubernetes API cannot be cut here")
     normal = _require_traffic_through(k8s_cluster, sut_run, proxy)
-    results: dict = {"how": proxy.how, "normal_verdict": normal}
+    results: dict[str, object] = {"how": proxy.how, "normal_verdict": normal}
     played, not_played = {}, {}
     try:
         for name, (mode, response) in OUTAGES.items():
