@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     from .upstream_e2e.command import add_parser as add_upstream_e2e
 
     add_upstream_e2e(sub)
+    from .catalogue.command import add_parser as add_checks
+
+    add_checks(sub)
     sub.add_parser(
         "conformance",
         help="run the conformance suite from any folder: k8s-sa conformance [--sut FILE] [pytest options]",
@@ -208,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
             from .upstream_e2e.command import run as run_upstream_e2e
 
             return run_upstream_e2e(args)
+        if args.command == "checks":
+            from .catalogue.command import run as run_checks
+
+            return run_checks(args)
         return _up(args)
     except K8sSAError as exc:
         print(f"k8s-sa: error: {exc}", file=sys.stderr)
