@@ -8,9 +8,18 @@ that records what it saw through the ``check`` fixture::
         check.fidelity = "emulated-kubelet"   # when the kubelet's part was emulated
 
 Evidence travels in the test report's ``user_properties``, so it survives pytest-xdist and shows
-up in JUnit XML as well (``conformance_id``). The report (``--conformance-report PATH``) follows
-:data:`REPORT_SCHEMA`; a CI gate can fail on ``summary.failed > 0`` or on any check whose
-fidelity is not ``real``.
+up in JUnit XML as well (``conformance_id``). ``check.event("granted", kind="granted")`` adds a
+timestamped point to the check's ``timeline`` (drawn by the HTML report). The report
+(``--conformance-report PATH``, format version 3) follows the JSON Schema shipped in
+``pytest_k8s_sa/report/report-v3.schema.json``; each check carries its catalogue entry
+(:mod:`pytest_k8s_sa.catalogue`: requirement, why, sources, fix), and the run an overall ``result``
+(:mod:`pytest_k8s_sa.report.verdict`). ``--conformance-summary`` writes Markdown (and appends it to
+``$GITHUB_STEP_SUMMARY``), ``--conformance-html`` one self-contained HTML file. No token appears in
+any of them (:mod:`pytest_k8s_sa.report.redact`).
+
+Outcomes: ``passed``, ``failed``, ``skipped`` (the check applies but could not be judged here, the
+reason in ``message``) and ``not-applicable`` (outside the profile, the run's mode, or what the SUT
+declares: :func:`not_applicable`).
 
 Levels, as in Gateway API conformance: ``must`` checks are what every implementation has to do; a
 failed one fails the run. ``should`` checks are recommended behaviour (403 rather than 401 wording, 503
@@ -22,7 +31,10 @@ rather than another 5xx when the TokenReview API is unavailable, a generic body)
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import json
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,16 +42,24 @@ from typing import Any
 import pytest
 
 from . import options
+from .catalogue import load as load_catalogue
 from .fixtures import CLUSTER_KEY, SUT_KEY
+from .report import markdown as markdown_report
+from .report import verdict
+from .report.redact import redact, redact_text
+from .report.reproduce import reproduce
 
 PROFILES = ("fast", "full")
 FIDELITIES = ("real", "emulated-kubelet")
 LEVELS = ("must", "should")
 EVIDENCE_PROPERTY = "conformance_evidence"
 SHOULD_FAILED_PROPERTY = "conformance_should_failed"
-REPORT_VERSION = 2
+NOT_APPLICABLE = "not applicable: "
+"""The prefix of a skip reason that makes the outcome ``not-applicable`` (see :func:`not_applicable`)."""
+REPORT_VERSION = 3
 REPORT_SCHEMA = {
-    "version": "int: report format version (2: adds implementation, sut_digest, level, summary_by_level)",
+    "version": "int: report format version (3: result, mode, catalogue fields, not-applicable; "
+    "the full JSON Schema is pytest_k8s_sa/report/report-v3.schema.json)",
     "generated_at": "str: ISO 8601 UTC",
     "provider": "str: local | kind | kubeconfig",
     "server_version": "str: the apiserver's gitVersion",
@@ -50,11 +70,25 @@ REPORT_SCHEMA = {
     "sut_digest": "str: sha256:<hex> of the SUT file's bytes (built-in reference: of its description)",
     "sut_file": "str|null: the SUT file's path (null: the built-in reference workloads)",
     "strict": "bool: should-level failures fail the run (--conformance-strict)",
-    "summary": "{passed, failed, skipped, emulated}: counts over all levels",
-    "summary_by_level": "{must: {passed, failed, skipped}, should: {passed, failed, skipped}}",
-    "checks": "list of {id, title, level: must|should, outcome: passed|failed|skipped, seconds, "
-    "fidelity: real|emulated-kubelet, evidence: object, message: str|null}",
+    "tool": "{name, version}: this package",
+    "mode": "str|null: process | pod (how the SUT ran)",
+    "verification": "str: tokenreview",
+    "result": "str: conformant | conformant-with-findings | not-conformant",
+    "result_reasons": "list[str]: why that result",
+    "selection": "{checks, level}|null: what --conformance-checks / --conformance-level chose",
+    "reproduce": "{command, argv, cwd, env}: the command line that reproduces the run",
+    "summary": "{passed, failed, skipped, not_applicable, emulated}: counts over all levels",
+    "summary_by_level": "{must: {passed, failed, skipped, not_applicable}, should: {...}}",
+    "checks": "list of {id, title, area, level, profile, modes, requirement, why, sources, fix, outcome: "
+    "passed|failed|skipped|not-applicable, seconds, started_at, stopped_at, fidelity, evidence, message}",
 }
+OUTCOMES = ("passed", "failed", "skipped", "not-applicable")
+
+
+def not_applicable(reason: str) -> None:
+    """Skip the running check as ``not-applicable`` (the SUT declares no caller, the mode excludes it):
+    unlike a plain skip, it does not keep a run from being ``conformant``."""
+    pytest.skip(NOT_APPLICABLE + reason)
 
 
 @dataclass
@@ -71,8 +105,17 @@ class Check:
         self.evidence[key] = value
         return value
 
+    def event(self, event: str, kind: str = "info", at: float | None = None, **details: Any) -> None:
+        """A point on the check's timeline: ``kind`` granted, refused or info; ``at`` Unix time (now)."""
+        if kind not in ("granted", "refused", "info"):
+            raise ValueError(f"{self.id}: event kind {kind!r} is not granted, refused or info")
+        point = {"at": round(time.time() if at is None else float(at), 3), "event": event, "kind": kind}
+        self.evidence.setdefault("timeline", []).append({**point, **details})
+
 
 CHECK_KEY = pytest.StashKey[Check]()
+SELECTION_KEY = pytest.StashKey[dict[str, Any]]()
+"""What --conformance-checks / --conformance-level selected (absent: the whole profile)."""
 
 
 def _marker(item: pytest.Item) -> pytest.Mark | None:
@@ -106,7 +149,7 @@ def failure_message(report: pytest.TestReport) -> str | None:
         return None
     crash = getattr(report.longrepr, "reprcrash", None)
     text = str(crash.message) if crash is not None else str(report.longrepr).splitlines()[-1]
-    return text[:500]
+    return redact_text(text)[:500]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -131,10 +174,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             minutes = mark.kwargs.get("minutes", "several")
             item.add_marker(
                 pytest.mark.skip(
-                    reason=f"full profile only (waits about {minutes} min in real time): "
+                    reason=f"{NOT_APPLICABLE}full profile only (waits about {minutes} min in real time): "
                     "run with --conformance-profile full"
                 )
             )
+
+
+def run_mode(config: pytest.Config) -> str | None:
+    """How the SUT runs in this session: ``pod`` where the cluster runs pods, else ``process``."""
+    cluster = config.stash.get(CLUSTER_KEY, None)
+    if cluster is None:
+        return None
+    return "pod" if cluster.capabilities.runs_pods else "process"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A catalogued check whose modes exclude this run's mode is not applicable here."""
+    mark = _marker(item)
+    entry = load_catalogue().get(mark.args[0]) if mark is not None else None
+    mode = run_mode(item.config)
+    if entry is not None and not entry.applies_to(mode):
+        not_applicable(f"{entry.id} applies in {', '.join(entry.modes)} mode, this run is in {mode} mode")
 
 
 @pytest.fixture
@@ -165,6 +225,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             "server_version": cluster.server_version,
             "issuer": cluster.issuer,
             "api_audiences": cluster.api_audiences,
+            "mode": run_mode(item.config),
         }
     level = level_of(mark)
     if level == "should" and report.failed and report.when == "call" and not strict_of(item.config):
@@ -177,9 +238,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         "id": entry.id,
         "title": entry.title,
         "level": level,
+        "profile": str(mark.kwargs.get("profile", "fast")),
         "fidelity": entry.fidelity,
         "evidence": entry.evidence,
         "context": context,
+        "nodeid": item.nodeid,
     }
     report.user_properties.append((EVIDENCE_PROPERTY, json.dumps(payload, default=str)))
     return report
@@ -204,15 +267,24 @@ class Reporter:
                 "id": payload["id"],
                 "title": payload["title"],
                 "level": payload.get("level", "must"),
+                "profile": payload.get("profile", "fast"),
                 "outcome": "passed",
                 "seconds": 0.0,
+                "started_at": None,
+                "stopped_at": None,
                 "fidelity": payload["fidelity"],
                 "evidence": {},
                 "message": None,
+                "nodeid": payload.get("nodeid"),
                 "context": payload["context"],
             },
         )
         entry["seconds"] = round(entry["seconds"] + report.duration, 3)
+        start, stop = getattr(report, "start", None), getattr(report, "stop", None)
+        if start is not None:
+            entry["started_at"] = round(min(start, entry["started_at"] or start), 3)
+        if stop is not None:
+            entry["stopped_at"] = round(max(stop, entry["stopped_at"] or stop), 3)
         entry["evidence"].update(payload["evidence"])
         entry["fidelity"] = payload["fidelity"]
         entry["context"] = payload["context"] or entry["context"]
@@ -223,47 +295,104 @@ class Reporter:
             entry["outcome"] = "failed"
             entry["message"] = failure_message(report)
         elif report.skipped and entry["outcome"] != "failed":
-            entry["outcome"] = "skipped"
             longrepr = report.longrepr
-            entry["message"] = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+            reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+            reason = reason.removeprefix("Skipped: ")
+            applies = not reason.startswith(NOT_APPLICABLE)
+            entry["outcome"] = "skipped" if applies else "not-applicable"
+            entry["message"] = reason if applies else reason[len(NOT_APPLICABLE) :]
 
     def build_report(self) -> dict[str, Any]:
-        checks = sorted(self.results.values(), key=lambda e: e["id"])
-        context: dict[str, Any] = next((c["context"] for c in checks if c["context"]), {})
-        counts = {o: sum(1 for c in checks if c["outcome"] == o) for o in ("passed", "failed", "skipped")}
+        """The report (format version 3, valid against the shipped JSON Schema), tokens redacted."""
+        catalogue = load_catalogue()
+        checks = []
+        for found in sorted(self.results.values(), key=lambda e: e["id"]):
+            known = catalogue.get(found["id"])
+            described = known.as_dict() if known else {}
+            checks.append(
+                {
+                    "id": found["id"],
+                    "title": found["title"],
+                    "area": found["id"].split("-", 1)[0],
+                    "level": found["level"],
+                    "profile": found["profile"],
+                    "modes": described.get("modes", ["process", "pod"]),
+                    "verification": described.get("verification", ["tokenreview"]),
+                    "requirement": described.get("requirement"),
+                    "why": described.get("why"),
+                    "sources": described.get("sources", []),
+                    "fix": described.get("fix"),
+                    "in_catalogue": known is not None,
+                    **{k: found[k] for k in ("outcome", "seconds", "started_at", "stopped_at", "fidelity")},
+                    "evidence": found["evidence"],
+                    "message": found["message"],
+                    "nodeid": found["nodeid"],
+                }
+            )
+        context: dict[str, Any] = next((r["context"] for r in self.results.values() if r["context"]), {})
+        counts = {o.replace("-", "_"): sum(1 for c in checks if c["outcome"] == o) for o in OUTCOMES}
         counts["emulated"] = sum(1 for c in checks if c["fidelity"] != "real" and c["outcome"] == "passed")
         by_level = {
             level: {
-                o: sum(1 for c in checks if c["level"] == level and c["outcome"] == o)
-                for o in ("passed", "failed", "skipped")
+                o.replace("-", "_"): sum(1 for c in checks if c["level"] == level and c["outcome"] == o)
+                for o in OUTCOMES
             }
             for level in LEVELS
         }
+        applicable = [c for c in checks if c["outcome"] != "not-applicable"]
+        strict = strict_of(self.config)
+        selection = self.config.stash.get(SELECTION_KEY, None)
+        result, reasons = verdict.overall(applicable, strict=strict, partial=selection is not None)
         sut = self.config.stash.get(SUT_KEY, None)
-        return {
+        params = self.config.invocation_params
+        report = {
             "version": REPORT_VERSION,
             "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "tool": {"name": "pytest-k8s-sa", "version": _tool_version()},
             "provider": context.get("provider"),
             "server_version": context.get("server_version"),
             "issuer": context.get("issuer"),
             "api_audiences": context.get("api_audiences"),
-            "profile": profile_of(self.config),
             "implementation": sut.implementation.as_dict() if sut else None,
             "sut_digest": sut.digest if sut else None,
             "sut_file": str(sut.path) if sut and sut.path else None,
-            "strict": strict_of(self.config),
+            "mode": context.get("mode"),
+            "verification": "tokenreview",
+            "profile": profile_of(self.config),
+            "strict": strict,
+            "selection": selection,
+            "result": result,
+            "result_reasons": reasons,
             "summary": counts,
             "summary_by_level": by_level,
-            "checks": [{k: v for k, v in c.items() if k != "context"} for c in checks],
+            "reproduce": reproduce(list(params.args), params.dir),
+            "catalogue_version": catalogue.version,
+            "checks": checks,
         }
+        redacted: dict[str, Any] = redact(json.loads(json.dumps(report, default=str)))
+        return redacted
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        path = options.get(self.config, "conformance_report")
-        if hasattr(self.config, "workerinput") or not self.results or not path:
+        if hasattr(self.config, "workerinput") or not self.results:
             return
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(self.build_report(), indent=2, default=str) + "\n")
+        report = self.build_report()
+        path = options.get(self.config, "conformance_report")
+        if path:
+            _write(Path(path), json.dumps(report, indent=2) + "\n")
+        summary_path = options.get(self.config, "conformance_summary")
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary_path or step_summary:
+            text = markdown_report.render(report)
+            if summary_path:
+                _write(Path(summary_path), text)
+            if step_summary:
+                with open(step_summary, "a", encoding="utf-8") as page:
+                    page.write(text + "\n")
+        html_path = options.get(self.config, "conformance_html")
+        if html_path:
+            from .report import html as html_report
+
+            _write(Path(html_path), html_report.render(report))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.results:
@@ -274,10 +403,11 @@ class Reporter:
         write(f"provider={report['provider']} server={report['server_version']} profile={report['profile']}")
         impl = report["implementation"] or {}
         write(f"implementation={impl.get('name')} version={impl.get('version')} sut={report['sut_digest']}")
+        write(f"mode={report['mode']} verification={report['verification']}")
         for c in report["checks"]:
             write(
-                f"{c['id']:<10} {c['level']:<6} {c['outcome']:<8} {c['fidelity']:<17} {c['seconds']:>7.2f}s  "
-                f"{c['title']}"
+                f"{c['id']:<10} {c['level']:<6} {c['outcome']:<14} {c['fidelity']:<17} "
+                f"{c['seconds']:>7.2f}s  {c['title']}"
             )
         for level, counts in report["summary_by_level"].items():
             note = (
@@ -285,13 +415,35 @@ class Reporter:
                 if level == "must" or report["strict"]
                 else " (not fatal: --conformance-strict makes it so)"
             )
-            tally = f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
+            tally = (
+                f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped, "
+                f"{counts['not_applicable']} not applicable"
+            )
             write(f"{level}: {tally}{note}")
         s = report["summary"]
         write(
-            f"all checks: {s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped "
+            f"all checks: {s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped, "
+            f"{s['not_applicable']} not applicable "
             f"({s['emulated']} of the passed relied on the emulated kubelet)"
         )
-        path = options.get(self.config, "conformance_report")
-        if path:
-            write(f"report: {path}")
+        write(f"result: {report['result']} ({'; '.join(report['result_reasons'])})")
+        for dest, what in (
+            ("conformance_report", "report"),
+            ("conformance_summary", "summary"),
+            ("conformance_html", "html"),
+        ):
+            path = options.get(self.config, dest)
+            if path:
+                write(f"{what}: {path}")
+
+
+def _tool_version() -> str:
+    try:
+        return importlib.metadata.version("pytest-k8s-sa")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _write(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")

@@ -167,6 +167,22 @@ OPTIONS: tuple[Option, ...] = (
         "judges; without it, this project's reference workloads.",
     ),
     Option(
+        "--conformance-summary",
+        "conformance_summary",
+        "k8s_sa_conformance_summary",
+        "K8S_SA_CONFORMANCE_SUMMARY",
+        "Write a Markdown summary of the verdict (result, failed checks with what to fix, a table of all) "
+        "to this path; it is also appended to $GITHUB_STEP_SUMMARY when that is set.",
+    ),
+    Option(
+        "--conformance-html",
+        "conformance_html",
+        "k8s_sa_conformance_html",
+        "K8S_SA_CONFORMANCE_HTML",
+        "Write a self-contained HTML report (filters, each check's requirement and evidence, a timeline) "
+        "to this path; it needs no network to read.",
+    ),
+    Option(
         "--conformance-strict",
         "conformance_strict",
         "k8s_sa_conformance_strict",
