@@ -54,6 +54,7 @@ FIDELITIES = ("real", "emulated-kubelet")
 LEVELS = ("must", "should")
 EVIDENCE_PROPERTY = "conformance_evidence"
 SHOULD_FAILED_PROPERTY = "conformance_should_failed"
+FAILURE_PROPERTY = "conformance_failure"
 NOT_APPLICABLE = "not applicable: "
 """The prefix of a skip reason that makes the outcome ``not-applicable`` (see :func:`not_applicable`)."""
 REPORT_VERSION = 3
@@ -212,6 +213,10 @@ def check(request: pytest.FixtureRequest) -> Check:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     mark = _marker(item)
+    if mark is not None:
+        if report.failed:  # the crash line, read before redaction may turn longrepr into plain text
+            report.user_properties.append((FAILURE_PROPERTY, failure_message(report) or "failed"))
+        _redact_test_report(report)
     if mark is None or (report.when != "call" and not report.skipped and not report.failed):
         return report
     entry = item.stash.get(CHECK_KEY, None) or Check(mark.args[0], mark.args[1])
@@ -230,7 +235,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     level = level_of(mark)
     if level == "should" and report.failed and report.when == "call" and not strict_of(item.config):
         # Reported as a failed check, but not a failed test: the run's exit code ignores it.
-        message = failure_message(report) or "failed"
+        message = str(dict(report.user_properties).get(FAILURE_PROPERTY) or "failed")
         report.user_properties.append((SHOULD_FAILED_PROPERTY, message))
         report.outcome = "skipped"
         report.wasxfail = f"should-level check failed (not fatal without --conformance-strict): {message}"
@@ -246,6 +251,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     }
     report.user_properties.append((EVIDENCE_PROPERTY, json.dumps(payload, default=str)))
     return report
+
+
+def _redact_test_report(report: pytest.TestReport) -> None:
+    """No token in what pytest prints or writes to JUnit: a failure's text and the captured output of
+    a check are redacted (a token becomes ``<token jti=..., sub=...>``) when they hold one."""
+    if report.longrepr is not None and not isinstance(report.longrepr, tuple):
+        text = str(report.longrepr)
+        cleaned = redact_text(text)
+        if cleaned != text:
+            report.longrepr = cleaned
+    report.sections = [(title, redact_text(body)) for title, body in report.sections]
 
 
 class Reporter:
@@ -293,7 +309,7 @@ class Reporter:
             entry["message"] = str(props[SHOULD_FAILED_PROPERTY])
         elif report.failed:
             entry["outcome"] = "failed"
-            entry["message"] = failure_message(report)
+            entry["message"] = str(props.get(FAILURE_PROPERTY) or failure_message(report))
         elif report.skipped and entry["outcome"] != "failed":
             longrepr = report.longrepr
             reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
