@@ -73,6 +73,10 @@ def test_real_token_expires(check, real_time):
     assert granted(state.store_before)
     check.record("exp", exp)
     check.record("observed_leeway_seconds", round(state.refused_at - exp, 1))
+    check.event("token issued (600 s)", at=state.token.claims["iat"])
+    check.event("granted before exp", kind="granted", at=state.token.claims["iat"])
+    check.event("exp", at=exp)
+    check.event("refused by TokenReview", kind="refused", at=state.refused_at)
     check.record("status_after_expiry", state.store_after)
     assert state.refused_at >= exp, "refused before its exp"
     assert state.store_after is not None
