@@ -25,6 +25,17 @@ def _environment() -> jinja2.Environment:
     )
 
 
+def _events(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every timeline point of the run, in time order (the table under the picture)."""
+    points = [
+        {"check": c["id"], "clock": timeline.clock(p["at"]), **p}
+        for c in report["checks"]
+        for p in c["evidence"].get("timeline", [])
+        if isinstance(p.get("at"), int | float)
+    ]
+    return sorted(points, key=lambda p: p["at"])
+
+
 def render(report: dict[str, Any]) -> str:
     """The HTML page of one report (format version 3)."""
     checks = sorted(
@@ -39,7 +50,8 @@ def render(report: dict[str, Any]) -> str:
             report=report,
             run=shown,
             checks=checks,
-            headline=headline(report).replace("**", ""),
+            headline=headline(report).replace("**", "").replace("`", ""),
+            events=_events(report),
             areas=sorted({c["area"] for c in checks}),
             outcomes=["failed", "skipped", "passed", "not-applicable"],
             timeline=timeline.svg(report),

@@ -30,7 +30,7 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return chosen
 
 
-def _clock(at: float) -> str:
+def clock(at: float) -> str:
     return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%H:%M:%S")
 
 
@@ -58,14 +58,14 @@ def svg(report: dict[str, Any]) -> str | None:
     height = AXIS + ROW * len(drawn) + 10
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" role="img" '
-        f'width="{LABEL_WIDTH + PLOT_WIDTH + 20}" height="{height}" '
-        f'aria-label="timeline of the real-time checks, {_clock(first)} to {_clock(last)} UTC">'
+        f'width="{LABEL_WIDTH + PLOT_WIDTH + 50}" height="{height}" '
+        f'aria-label="timeline of the real-time checks, {clock(first)} to {clock(last)} UTC">'
     ]
     for i in range(5):
         at = first + span * i / 4
         out.append(
             f'<line x1="{x(at)}" y1="{AXIS - 6}" x2="{x(at)}" y2="{height}" stroke="#d0d7de"/>'
-            f'<text x="{x(at)}" y="{AXIS - 10}" font-size="11" text-anchor="middle">{_clock(at)}</text>'
+            f'<text x="{x(at)}" y="{AXIS - 10}" font-size="11" text-anchor="middle">{clock(at)}</text>'
         )
     for index, row in enumerate(drawn):
         check = row["check"]
@@ -80,12 +80,12 @@ def svg(report: dict[str, Any]) -> str | None:
             out.append(
                 f'<rect x="{left}" y="{y - 4}" width="{max(right - left, 2)}" height="8" rx="2" '
                 f'fill="{colour}" opacity="0.35"><title>{escape(check["id"])} ran '
-                f"{_clock(check['started_at'])} to {_clock(check['stopped_at'])} UTC ({check['outcome']})"
+                f"{clock(check['started_at'])} to {clock(check['stopped_at'])} UTC ({check['outcome']})"
                 "</title></rect>"
             )
         for point in row["points"]:
             kind = point.get("kind", "info")
-            label = f"{point['event']} at {_clock(point['at'])} UTC ({kind})"
+            label = f"{point['event']} at {clock(point['at'])} UTC ({kind})"
             out.append(
                 f'<circle cx="{x(point["at"])}" cy="{y}" r="5" fill="{COLOURS.get(kind, COLOURS["info"])}" '
                 f'class="point {escape(kind)}"><title>{escape(check["id"])}: {escape(label)}</title></circle>'
