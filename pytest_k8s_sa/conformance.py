@@ -153,6 +153,37 @@ def failure_message(report: pytest.TestReport) -> str | None:
     return redact_text(text)[:500]
 
 
+def _select(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the checks named by --conformance-checks (ids or areas) and --conformance-level; the rest
+    are deselected (so the fixtures and scenarios only they need are never set up). Tests without a
+    conformance marker are left alone. A word that names no collected check is a usage error."""
+    raw = options.get(config, "conformance_checks")
+    level = options.get(config, "conformance_level")
+    if not raw and not level:
+        return
+    words = [w.strip().upper() for w in str(raw or "").split(",") if w.strip()]
+    ids = {m.args[0] for m in (_marker(i) for i in items) if m is not None}
+    unknown = [w for w in words if w not in ids and not any(i.split("-", 1)[0] == w for i in ids)]
+    if unknown:
+        raise pytest.UsageError(
+            f"--conformance-checks: {', '.join(unknown)} names no collected check (ids and areas: "
+            "`k8s-sa checks` lists them)"
+        )
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        mark = _marker(item)
+        chosen = mark is None or (
+            (not words or mark.args[0] in words or mark.args[0].split("-", 1)[0] in words)
+            and (not level or level_of(mark) == level)
+        )
+        (kept if chosen else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+    config.stash[SELECTION_KEY] = {"checks": words or None, "level": level}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     profile = profile_of(config)
     seen: dict[str, str] = {}
@@ -179,6 +210,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     "run with --conformance-profile full"
                 )
             )
+    _select(config, items)
 
 
 def run_mode(config: pytest.Config) -> str | None:

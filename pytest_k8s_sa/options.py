@@ -183,6 +183,22 @@ OPTIONS: tuple[Option, ...] = (
         "to this path; it needs no network to read.",
     ),
     Option(
+        "--conformance-checks",
+        "conformance_checks",
+        "k8s_sa_conformance_checks",
+        "K8S_SA_CONFORMANCE_CHECKS",
+        "Run only these checks: comma-separated ids and areas (e.g. SEC-003,REV,ALLOW); the report's "
+        "result then speaks for the selection only.",
+    ),
+    Option(
+        "--conformance-level",
+        "conformance_level",
+        "k8s_sa_conformance_level",
+        "K8S_SA_CONFORMANCE_LEVEL",
+        "Run only the checks of this level: must or should.",
+        choices=("must", "should"),
+    ),
+    Option(
         "--conformance-strict",
         "conformance_strict",
         "k8s_sa_conformance_strict",
