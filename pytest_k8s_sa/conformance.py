@@ -44,8 +44,8 @@ import pytest
 from . import options
 from .catalogue import load as load_catalogue
 from .fixtures import CLUSTER_KEY, SUT_KEY
+from .report import artifacts, verdict
 from .report import markdown as markdown_report
-from .report import verdict
 from .report.redact import redact, redact_text
 from .report.reproduce import reproduce
 
@@ -55,6 +55,7 @@ LEVELS = ("must", "should")
 EVIDENCE_PROPERTY = "conformance_evidence"
 SHOULD_FAILED_PROPERTY = "conformance_should_failed"
 FAILURE_PROPERTY = "conformance_failure"
+ARTIFACTS_PROPERTY = "conformance_artifacts"
 NOT_APPLICABLE = "not applicable: "
 """The prefix of a skip reason that makes the outcome ``not-applicable`` (see :func:`not_applicable`)."""
 REPORT_VERSION = 3
@@ -282,7 +283,41 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         "nodeid": item.nodeid,
     }
     report.user_properties.append((EVIDENCE_PROPERTY, json.dumps(payload, default=str)))
+    props = dict(report.user_properties)
+    folder = artifacts_dir(item.config)
+    if folder is not None and (report.failed or SHOULD_FAILED_PROPERTY in props):
+        reason = props.get(SHOULD_FAILED_PROPERTY) or props.get(FAILURE_PROPERTY)
+        saved = _save_artifacts(item, folder, {**payload, "message": reason, "when": report.when})
+        report.user_properties.append((ARTIFACTS_PROPERTY, str(saved)))
     return report
+
+
+def artifacts_dir(config: pytest.Config) -> Path | None:
+    """--conformance-artifacts, else ``<report>-artifacts`` beside --conformance-report, else None."""
+    explicit = options.get(config, "conformance_artifacts")
+    if explicit:
+        return Path(config.invocation_params.dir, explicit)
+    report = options.get(config, "conformance_report")
+    if report:
+        path = Path(config.invocation_params.dir, report)
+        return path.with_name(f"{path.stem}-artifacts")
+    return None
+
+
+def _save_artifacts(item: pytest.Item, folder: Path, check: dict[str, Any]) -> Path:
+    """Gather what explains the failure now, while the workloads still run; a failure to gather is
+    written down in the folder, never raised (the check's own failure is what the run reports)."""
+    funcargs = getattr(item, "funcargs", {})
+    run = funcargs.get("sut_run")
+    deployment = getattr(run, "deployment", None) or funcargs.get("deployment")
+    cluster = item.config.stash.get(CLUSTER_KEY, None)
+    try:
+        files = artifacts.collect(
+            deployment, cluster.api_client if cluster else None, run_mode(item.config) == "pod"
+        )
+    except Exception as exc:  # the artifacts must never turn a verdict into a crash
+        files = {"collect-error.txt": f"gathering the artifacts failed: {type(exc).__name__}: {exc}\n"}
+    return artifacts.write(folder, str(check["id"]), files, check)
 
 
 def _redact_test_report(report: pytest.TestReport) -> None:
@@ -303,6 +338,7 @@ class Reporter:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.results: dict[str, dict[str, Any]] = {}
+        self.bundle: Path | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
@@ -324,6 +360,7 @@ class Reporter:
                 "evidence": {},
                 "message": None,
                 "nodeid": payload.get("nodeid"),
+                "artifacts": None,
                 "context": payload["context"],
             },
         )
@@ -336,6 +373,8 @@ class Reporter:
         entry["evidence"].update(payload["evidence"])
         entry["fidelity"] = payload["fidelity"]
         entry["context"] = payload["context"] or entry["context"]
+        if ARTIFACTS_PROPERTY in props:
+            entry["artifacts"] = str(props[ARTIFACTS_PROPERTY])
         if SHOULD_FAILED_PROPERTY in props:
             entry["outcome"] = "failed"
             entry["message"] = str(props[SHOULD_FAILED_PROPERTY])
@@ -375,6 +414,7 @@ class Reporter:
                     "evidence": found["evidence"],
                     "message": found["message"],
                     "nodeid": found["nodeid"],
+                    "artifacts": found["artifacts"],
                 }
             )
         context: dict[str, Any] = next((r["context"] for r in self.results.values() if r["context"]), {})
@@ -441,6 +481,11 @@ class Reporter:
             from .report import html as html_report
 
             _write(Path(html_path), html_report.render(report))
+        folder = artifacts_dir(self.config)
+        if path and folder is not None and folder.is_dir():
+            target = Path(path)
+            outputs = [Path(p) for p in (path, summary_path, html_path) if p]
+            self.bundle = artifacts.bundle(target.with_name(f"{target.stem}.tar.gz"), [*outputs, folder])
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.results:
@@ -483,6 +528,9 @@ class Reporter:
             path = options.get(self.config, dest)
             if path:
                 write(f"{what}: {path}")
+        folder = artifacts_dir(self.config)
+        if folder is not None and folder.is_dir():
+            write(f"artifacts of the failed checks: {folder}")
 
 
 def _tool_version() -> str:

@@ -183,6 +183,15 @@ OPTIONS: tuple[Option, ...] = (
         "to this path; it needs no network to read.",
     ),
     Option(
+        "--conformance-artifacts",
+        "conformance_artifacts",
+        "k8s_sa_conformance_artifacts",
+        "K8S_SA_CONFORMANCE_ARTIFACTS",
+        "Where to keep what explains each failed check (log tails, pods and events in pod mode, tokens "
+        "reduced to jti and claims); default: <report>-artifacts beside --conformance-report. The "
+        "report's outputs and this folder are also packed into <report>.tar.gz.",
+    ),
+    Option(
         "--conformance-checks",
         "conformance_checks",
         "k8s_sa_conformance_checks",

@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -78,8 +79,17 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.mark.slow
 def test_no_output_of_a_real_run_holds_a_token(real_run):
-    outputs = {p.name: p.read_text(errors="replace") for p in real_run["out"].iterdir() if p.is_file()}
+    out = real_run["out"]
+    with tarfile.open(out / "report.tar.gz") as bundle:
+        bundle.extractall(out / "unpacked", filter="data")
+    outputs = {
+        str(p.relative_to(out)): p.read_text(errors="replace")
+        for p in out.rglob("*")
+        if p.is_file() and not p.name.endswith(".tar.gz") and "basetemp" not in p.parts
+    }
     assert {"report.json", "summary.md", "report.html", "junit.xml", "step-summary.md"} <= set(outputs)
+    assert any(name.startswith("report-artifacts/SEC-001/") for name in outputs)
+    assert any(name.startswith("unpacked/report-artifacts/") for name in outputs)
     outputs["terminal"] = real_run["proc"].stdout + real_run["proc"].stderr
     leaks = {name: find_tokens(text) for name, text in outputs.items() if find_tokens(text)}
     assert not leaks, f"tokens in the outputs: {leaks}"

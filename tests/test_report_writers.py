@@ -70,7 +70,12 @@ def outputs(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> dict:
     return {
         "result": result,
         "report": json.loads((out / "report.json").read_text()),
-        "files": {p.name: p.read_text() for p in out.iterdir()} | {"step-summary.md": step.read_text()},
+        "files": {
+            str(p.relative_to(out)): p.read_text()
+            for p in out.rglob("*")
+            if p.is_file() and not p.name.endswith(".tar.gz")
+        }
+        | {"step-summary.md": step.read_text()},
     }
 
 
@@ -165,3 +170,21 @@ def test_redaction_keeps_what_identifies_a_token_and_nothing_else():
             "server_version": "v1.37.2",
         }
     ).startswith("✅ **conformant**: x 1, mode `pod`")
+
+
+def test_failed_checks_leave_artifacts_and_one_bundle(outputs, pytester: pytest.Pytester):
+    import tarfile
+
+    folder = pytester.path / "out" / "report-artifacts"
+    assert sorted(p.name for p in folder.iterdir()) == ["ACC-005", "SEC-001"]  # the failed checks only
+    check = json.loads((folder / "SEC-001" / "check.json").read_text())
+    assert check["message"].startswith("AssertionError: granted <token jti=abc-123")
+    assert check["evidence"]["presented"].startswith("<token jti=abc-123")
+    sec = next(c for c in outputs["report"]["checks"] if c["id"] == "SEC-001")
+    assert sec["artifacts"] == str(folder / "SEC-001")
+    with tarfile.open(pytester.path / "out" / "report.tar.gz") as bundle:
+        names = set(bundle.getnames())
+    assert {"report.json", "summary.md", "report.html", "report-artifacts/SEC-001/check.json"} <= names
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert find_tokens(path.read_text()) == [], path
