@@ -7,9 +7,9 @@ the JSON report, the Markdown summary, the HTML page and JUnit XML. Real tokens 
 may appear in any output. The report must validate against the shipped schema and name the failed
 checks with their catalogue text.
 
-``K8S_SA_RECORD_REPORTS=1`` also stores the report and the summary as test data
-(``tests/data/reports/no_review.json``, ``no_review.summary.md``): the browser test opens the HTML
-of that recorded report, and the README's Markdown example is checked against it.
+``K8S_SA_RECORD_REPORTS=1`` also stores the report as test data (``tests/data/reports/no_review.json``):
+the browser test opens the HTML of that recorded report, and the README's Markdown example is
+rendered from it (``K8S_SA_UPDATE_README=1 pytest tests/test_report_readme.py`` after recording).
 """
 
 from __future__ import annotations
@@ -73,7 +73,6 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     if RECORD:
         RECORDED.mkdir(parents=True, exist_ok=True)
         shutil.copy(out / "report.json", RECORDED / f"{MUTANT}.json")
-        shutil.copy(out / "summary.md", RECORDED / f"{MUTANT}.summary.md")
     return {"proc": proc, "out": out, "report": report, "tail": tail}
 
 

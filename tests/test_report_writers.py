@@ -112,6 +112,7 @@ def test_the_markdown_summary_puts_failures_first_with_what_to_fix(outputs):
     failed_at = text.index("#### ❌ SEC-001 (must)")
     assert failed_at < text.index("#### ❌ ACC-005 (should)") < text.index("### All checks")
     assert "- **Requirement:** The callee MUST refuse a token whose signature is not the cluster's." in text
+    assert "- **Found:** `AssertionError: granted <token jti=abc-123" in text
     assert "- **Fix:** Verify every token through TokenReview" in text
     assert "| ✅ | ACC-001 | must | passed |" in text
     assert text.rstrip().endswith("```")  # the reproduce command closes it

@@ -16,6 +16,13 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _inline(text: str) -> str:
+    """A failure message on one line, as code (pytest's messages span lines and hold ``*`` and ``_``)."""
+    flat = " ".join(text.split())
+    fence = "``" if "`" in flat else "`"
+    return f"{fence} {flat} {fence}" if fence == "``" else f"`{flat}`"
+
+
 def _evidence(evidence: dict[str, Any]) -> str:
     shown = {k: v for k, v in evidence.items() if k != "timeline"}
     text = json.dumps(shown, indent=1, default=str)
@@ -61,7 +68,7 @@ def render(report: dict[str, Any]) -> str:
             f"#### ❌ {c['id']} ({c['level']}): {c['title']}",
             "",
             f"- **Requirement:** {c['requirement'] or c['title']}",
-            f"- **Found:** {c['message'] or 'failed'}",
+            f"- **Found:** {_inline(c['message'] or 'failed')}",
         ]
         if c.get("fix"):
             lines.append(f"- **Fix:** {c['fix']}")

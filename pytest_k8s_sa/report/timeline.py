@@ -1,9 +1,10 @@
 """The timeline picture: when each check ran and when tokens were granted and refused, as inline SVG.
 
 Rows are the checks that have timestamps worth drawing: every check with ``evidence.timeline`` points
-(``check.event(...)``), and the real-time areas (expiry, rotation, revocation, review rights, outages,
-caching), whose bar is the check's own span. Points are coloured by kind: granted (green), refused
-(red), info (grey); hovering shows the event and its time. Pure SVG, no script, no fonts fetched.
+(``check.event(...)``), and the checks of the real-time areas (expiry, rotation, revocation, review
+rights, outages, caching) that ran (passed or failed), whose bar is the check's own span. Points are
+coloured by kind: granted (green), refused (red), info (grey); hovering shows the event and its
+time. Pure SVG, no script, no fonts fetched.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     for check in report["checks"]:
         points = [p for p in check["evidence"].get("timeline", []) if isinstance(p.get("at"), int | float)]
         real_time = check["area"] in REAL_TIME_AREAS or check["id"] in REAL_TIME_IDS
-        if not points and not (real_time and check.get("started_at")):
+        ran = check["outcome"] in ("passed", "failed") and check.get("started_at")
+        if not points and not (real_time and ran):
             continue
         chosen.append({"check": check, "points": points})
     return chosen
