@@ -1,6 +1,6 @@
 """The HTML report in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
-It opens the page rendered from a *recorded* failing report (``tests/data/reports/no_review.json``,
+It opens the page rendered from a *recorded* failing report (``tests/data/recorded/no_review.json``,
 the mutant that trusts the JWT payload; re-recorded by ``K8S_SA_RECORD_REPORTS=1 pytest
 tests/test_report_real_run.py``), offline: every request that is not the file itself is refused and
 counted. It reads the result, filters by outcome, level, area and text, and finds the failed check
@@ -19,7 +19,7 @@ import pytest
 
 from pytest_k8s_sa.report import html, schema
 
-RECORDED = Path(__file__).resolve().parent / "data" / "reports" / "no_review.json"
+RECORDED = Path(__file__).resolve().parent / "data" / "recorded" / "no_review.json"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = os.environ.get("K8S_SA_REPORT_SCREENSHOT")
 """Where to save a screenshot of the page (to look at it), if set."""

@@ -1,7 +1,7 @@
 """The README's Markdown verdict example is the summary of a real run, not hand-written.
 
 It is the beginning of :func:`pytest_k8s_sa.report.markdown.render` of the report recorded from a
-real run of ``tests/mutants/no_review`` (``tests/data/reports/no_review.json``, re-recorded with
+real run of ``tests/mutants/no_review`` (``tests/data/recorded/no_review.json``, re-recorded with
 ``K8S_SA_RECORD_REPORTS=1 pytest tests/test_report_real_run.py``): the result line, the counts and
 the first failed check. ``K8S_SA_UPDATE_README=1`` writes the example into the README instead of
 comparing (after a change of the writer or a new recording).
@@ -17,9 +17,9 @@ from pytest_k8s_sa.report import markdown, schema
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-RECORDED = REPO / "tests" / "data" / "reports" / "no_review.json"
+RECORDED = REPO / "tests" / "data" / "recorded" / "no_review.json"
 BEGIN = (
-    "<!-- verdict example: rendered from tests/data/reports/no_review.json by tests/test_report_readme.py -->"
+    "<!-- verdict example: rendered from tests/data/recorded/no_review.json by tests/test_report_readme.py -->"
 )
 END = "<!-- end of the verdict example -->"
 

@@ -7,7 +7,7 @@ the JSON report, the Markdown summary, the HTML page and JUnit XML. Real tokens 
 may appear in any output. The report must validate against the shipped schema and name the failed
 checks with their catalogue text.
 
-``K8S_SA_RECORD_REPORTS=1`` also stores the report as test data (``tests/data/reports/no_review.json``):
+``K8S_SA_RECORD_REPORTS=1`` also stores the report as test data (``tests/data/recorded/no_review.json``):
 the browser test opens the HTML of that recorded report, and the README's Markdown example is
 rendered from it (``K8S_SA_UPDATE_README=1 pytest tests/test_report_readme.py`` after recording).
 """
@@ -28,7 +28,7 @@ from pytest_k8s_sa.report import schema
 from pytest_k8s_sa.report.redact import find_tokens
 
 REPO = Path(__file__).resolve().parents[1]
-RECORDED = REPO / "tests" / "data" / "reports"
+RECORDED = REPO / "tests" / "data" / "recorded"
 MUTANT = "no_review"
 RECORD = os.environ.get("K8S_SA_RECORD_REPORTS", "") not in ("", "0")
 
