@@ -389,6 +389,17 @@ class Reporter:
             entry["outcome"] = "skipped" if applies else "not-applicable"
             entry["message"] = reason if applies else reason[len(NOT_APPLICABLE) :]
 
+    def _relative(self, folder: str | None) -> str | None:
+        """An artifacts folder relative to the report's folder (as it is inside the bundle), if below it."""
+        report = options.get(self.config, "conformance_report")
+        if folder is None or not report:
+            return folder
+        base = Path(self.config.invocation_params.dir, report).parent.resolve()
+        try:
+            return str(Path(folder).resolve().relative_to(base))
+        except ValueError:
+            return folder
+
     def build_report(self) -> dict[str, Any]:
         """The report (format version 3, valid against the shipped JSON Schema), tokens redacted."""
         catalogue = load_catalogue()
@@ -414,7 +425,7 @@ class Reporter:
                     "evidence": found["evidence"],
                     "message": found["message"],
                     "nodeid": found["nodeid"],
-                    "artifacts": found["artifacts"],
+                    "artifacts": self._relative(found["artifacts"]),
                 }
             )
         context: dict[str, Any] = next((r["context"] for r in self.results.values() if r["context"]), {})

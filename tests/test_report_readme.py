@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 RECORDED = REPO / "tests" / "data" / "recorded" / "no_review.json"
 BEGIN = (
-    "<!-- verdict example: rendered from tests/data/recorded/no_review.json by tests/test_report_readme.py -->"
+    "<!-- verdict example: rendered from tests/data/recorded/no_review.json, see test_report_readme.py -->"
 )
 END = "<!-- end of the verdict example -->"
 

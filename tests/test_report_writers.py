@@ -182,7 +182,7 @@ def test_failed_checks_leave_artifacts_and_one_bundle(outputs, pytester: pytest.
     assert check["message"].startswith("AssertionError: granted <token jti=abc-123")
     assert check["evidence"]["presented"].startswith("<token jti=abc-123")
     sec = next(c for c in outputs["report"]["checks"] if c["id"] == "SEC-001")
-    assert sec["artifacts"] == str(folder / "SEC-001")
+    assert sec["artifacts"] == "report-artifacts/SEC-001"  # relative to the report, as in the bundle
     with tarfile.open(pytester.path / "out" / "report.tar.gz") as bundle:
         names = set(bundle.getnames())
     assert {"report.json", "summary.md", "report.html", "report-artifacts/SEC-001/check.json"} <= names
