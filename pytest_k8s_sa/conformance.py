@@ -116,8 +116,6 @@ class Check:
 
 
 CHECK_KEY = pytest.StashKey[Check]()
-SELECTION_KEY = pytest.StashKey[dict[str, Any]]()
-"""What --conformance-checks / --conformance-level selected (absent: the whole profile)."""
 
 
 def _marker(item: pytest.Item) -> pytest.Mark | None:
@@ -158,11 +156,10 @@ def _select(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep the checks named by --conformance-checks (ids or areas) and --conformance-level; the rest
     are deselected (so the fixtures and scenarios only they need are never set up). Tests without a
     conformance marker are left alone. A word that names no collected check is a usage error."""
-    raw = options.get(config, "conformance_checks")
-    level = options.get(config, "conformance_level")
-    if not raw and not level:
+    selection = selection_of(config)
+    if selection is None:
         return
-    words = [w.strip().upper() for w in str(raw or "").split(",") if w.strip()]
+    words, level = selection["checks"] or [], selection["level"]
     ids = {m.args[0] for m in (_marker(i) for i in items) if m is not None}
     unknown = [w for w in words if w not in ids and not any(i.split("-", 1)[0] == w for i in ids)]
     if unknown:
@@ -182,7 +179,17 @@ def _select(config: pytest.Config, items: list[pytest.Item]) -> None:
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
-    config.stash[SELECTION_KEY] = {"checks": words or None, "level": level}
+
+
+def selection_of(config: pytest.Config) -> dict[str, Any] | None:
+    """What --conformance-checks / --conformance-level select (None: the whole profile). Read from
+    the options, not from collection, so the xdist controller (which does not collect) knows it too."""
+    raw = options.get(config, "conformance_checks")
+    level = options.get(config, "conformance_level")
+    if not raw and not level:
+        return None
+    words = [w.strip().upper() for w in str(raw or "").split(",") if w.strip()]
+    return {"checks": words or None, "level": level}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -440,7 +447,7 @@ class Reporter:
         }
         applicable = [c for c in checks if c["outcome"] != "not-applicable"]
         strict = strict_of(self.config)
-        selection = self.config.stash.get(SELECTION_KEY, None)
+        selection = selection_of(self.config)
         result, reasons = verdict.overall(applicable, strict=strict, partial=selection is not None)
         sut = self.config.stash.get(SUT_KEY, None)
         params = self.config.invocation_params

@@ -114,3 +114,25 @@ def test_the_cli_says_what_is_wrong_with_the_report(tmp_path: Path):
     clean = subprocess.run([*run, str(tmp_path / "clean.json")], capture_output=True, text=True, check=False)
     assert clean.returncode == 0
     assert "nothing to re-run" in clean.stdout
+
+
+def test_selection_and_artifacts_under_xdist(pytester):
+    """Workers collect and select; the controller, which collects nothing, still reports the selection."""
+    pytester.makepyfile(test_checks=CHECKS)
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "2",
+        "--conformance-report",
+        "r.json",
+        "--conformance-checks",
+        "REV,SEC-001",
+    )
+    result.assert_outcomes(passed=2, failed=1)
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert [c["id"] for c in report["checks"]] == ["REV-001", "SEC-001"]
+    assert report["selection"] == {"checks": ["REV", "SEC-001"], "level": None}
+    assert report["checks"][0]["artifacts"] == "r-artifacts/REV-001"
+    assert (pytester.path / "r-artifacts" / "REV-001" / "check.json").is_file()
+    assert (pytester.path / "r.tar.gz").is_file()
