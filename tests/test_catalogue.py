@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pytest_k8s_sa.catalogue import CatalogueError, load, parse
 from pytest_k8s_sa.catalogue.render import README_BEGIN, README_END, markdown_table
@@ -122,6 +123,12 @@ def test_every_entry_is_complete_and_its_sources_are_links():
         assert entry.requirement.endswith("."), entry.id
         assert entry.sources, entry.id
         assert all(s.url.startswith("https://") for s in entry.sources), entry.id
+    raw = yaml.safe_load((REPO / "pytest_k8s_sa" / "catalogue" / "checks.yaml").read_text())
+    used = {key for check in raw["checks"] for key in check["sources"]}
+    assert set(raw["references"]) == used, f"references no check cites: {set(raw['references']) - used}"
+    assert set(raw["areas"]) == {e.area for e in load().entries}, (
+        "an area without checks, or a check without area"
+    )
 
 
 GOOD = """
