@@ -115,3 +115,34 @@ def test_the_real_report_is_valid_and_names_what_failed(real_run):
     summary = (real_run["out"] / "summary.md").read_text()
     assert summary.splitlines()[2].startswith("❌ **not-conformant**")
     assert (real_run["out"] / "step-summary.md").read_text() == summary + "\n"
+
+
+@pytest.mark.slow
+def test_a_sut_without_a_caller_makes_the_caller_checks_not_applicable(tmp_path):
+    """The reference callee alone: the checks of a caller do not apply (not skipped: nothing is
+    missing from the verdict), and the run is not made worse by them."""
+    reference = (REPO / "tests" / "mutants" / "reference" / "sut.yaml").read_text()
+    callee_only = reference.split("\ncaller:", 1)[0].replace(
+        "store.py", str(REPO / "tests" / "mutants" / "reference" / "store.py")
+    )
+    (tmp_path / "sut.yaml").write_text(
+        callee_only.replace('name: "pytest-k8s-sa-reference"', 'name: "callee-only"')
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "K8S_SA_", "GITHUB_"))}
+    command = [
+        sys.executable, "-m", "pytest", "suites/test_acceptance.py", "--sut", str(tmp_path / "sut.yaml"),
+        "--k8s-provider", "local", "--conformance-report", str(tmp_path / "report.json"),
+        "-p", "no:cacheprovider", "-q", "--basetemp", str(tmp_path / "basetemp"),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert schema.errors(report) == []
+    by_id = {c["id"]: c for c in report["checks"]}
+    assert by_id["ACC-001"]["outcome"] == "not-applicable", tail
+    assert "names no caller" in by_id["ACC-001"]["message"]
+    assert by_id["ACC-003"]["outcome"] == "passed", tail
+    assert report["result"] == "conformant", (report["result_reasons"], tail)
+    assert proc.returncode == 0, tail
