@@ -72,7 +72,7 @@ def revoked(k8s_cluster, k8s_names, sut_run) -> Iterator[dict[str, Case]]:
     # The same token, presented to the secret store, is accepted before revocation.
     cases["pod"].extra["store_before"] = store_says(sut_run, cases["pod"].token.raw)[0]
 
-    started = time.monotonic()
+    started, deleted_at = time.monotonic(), time.time()
     resources.delete_pod(api, api_ns, "bound-pod")
     core.delete_namespaced_service_account("doomed", namespace)
     core.delete_namespaced_secret("bound-secret", namespace)
@@ -85,6 +85,7 @@ def revoked(k8s_cluster, k8s_names, sut_run) -> Iterator[dict[str, Case]]:
                 result = review_token(api, case.token.raw, audiences)
                 if not result.authenticated:
                     case.after, case.seconds = result, round(time.monotonic() - started, 1)
+                    case.extra["deleted_at"] = deleted_at
         return all(case.after is not None for case in cases.values())
 
     wait_until(

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from kubernetes.client import ApiException
 
-from .helpers import refused, sa_ref, store_says
+from .helpers import granted, refused, sa_ref, store_says
 from .scenarios import judge_expiry
 
 
@@ -68,4 +68,12 @@ def test_expired_minted_token_is_refused(check, k8s_cluster, sut_run, mint_token
 def test_real_token_expires(check, real_time):
     # The token was requested when the run started; its scenario has been reviewing it since
     # (suites/scenarios.py), while the other checks ran.
-    judge_expiry(real_time.result("EXP-004", timeout=600 + 240), check.record)
+    state = real_time.result("EXP-004", timeout=600 + 240)
+    iat, exp = state.token.claims["iat"], state.token.claims["exp"]
+    check.event("token issued (600 s)", at=iat)
+    if granted(state.store_before):
+        check.event("granted before exp", kind="granted", at=iat)
+    check.event("exp", at=exp)
+    if state.refused_at is not None:
+        check.event("refused by TokenReview", kind="refused", at=state.refused_at)
+    judge_expiry(state, check.record)

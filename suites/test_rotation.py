@@ -35,6 +35,12 @@ def test_api_service_uses_the_new_token(check, sut_run, rotated):
     check.record("rotation_trigger", deployment.rotation_trigger)
     check.record("refresh_interval_seconds", deployment.api_token_refresh_seconds)
     check.record("status", answer.status_code)
+    check.event("old token issued", at=rotated["old"].claims["iat"])
+    check.event("token file replaced", at=rotated["new"].claims["iat"])
+    check.event(
+        f"call with the new token: {answer.status_code}",
+        kind="granted" if granted(answer.status_code) else "refused",
+    )
     assert rotated["new"].jti != rotated["old"].jti
     assert rotated["picked_up_seconds"] <= deployment.api_token_refresh_seconds * 3 + 5
     assert granted(answer.status_code)
@@ -69,4 +75,12 @@ def test_automatic_refresh(check, sut_run, real_time):
     deployment = sut_run.deployment
     check.fidelity = deployment.fidelity
     # The API service's token has been watched since the run started (suites/scenarios.py).
-    judge_refresh(real_time.result("ROT-003", timeout=600 + 60), check.record)
+    state = real_time.result("ROT-003", timeout=600 + 60)
+    first = state.first
+    check.event("first token issued", at=first.claims["iat"])
+    if state.refreshed_at is not None:
+        check.event("refreshed token sent", at=state.refreshed_at)
+    if state.status is not None:
+        check.event(f"new token: {state.status}", kind="granted" if granted(state.status) else "refused")
+    check.event("first token's exp", at=first.claims["exp"])
+    judge_refresh(state, check.record)

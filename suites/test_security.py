@@ -261,7 +261,7 @@ def outages(k8s_cluster, sut_run):
                 )
                 continue
             proxy.set_mode(mode, response)
-            started = time.monotonic()
+            cut_at, started = time.time(), time.monotonic()
             status = status_of(sut_run, allowed_token(k8s_cluster, sut_run), timeout=30)
             answered = round(time.monotonic() - started, 2)
             proxy.set_mode("forward")
@@ -272,6 +272,7 @@ def outages(k8s_cluster, sut_run):
             except Exception:
                 recovered = None
             played[name] = {
+                "cut_at": round(cut_at, 3),
                 "status": status,
                 "answered_after_seconds": answered,
                 "recovered_after_seconds": recovered,
@@ -293,6 +294,15 @@ def test_outages_never_grant(check, sut_run, outages):
     if outages["not_played"]:
         check.record("not_played", outages["not_played"])
     check.record("status_0_means", "no answer within 30 s")
+    for name, played in outages["played"].items():
+        check.event(f"API cut: {name}", at=played["cut_at"])
+        answered = played["cut_at"] + played["answered_after_seconds"]
+        kind = "granted" if granted(played["status"]) else "refused"
+        check.event(f"{name}: answered {played['status']}", kind=kind, at=answered)
+        if played["recovered_after_seconds"] is not None:
+            check.event(
+                f"{name}: granted again", kind="granted", at=answered + played["recovered_after_seconds"]
+            )
     assert not {name: r["status"] for name, r in outages["played"].items() if granted(r["status"])}
 
 
