@@ -67,6 +67,12 @@ CAUGHT_BY: dict[str, set[str]] = {
     },
     "no_allow_list": {"AUD-003", "ALLOW-001", "ALLOW-002"},
     "allow_list_name_only": {"ALLOW-001"},
+    # Matching that is not equality: each grants a look-alike of the allowed `namespace:name`.
+    "allow_list_prefix": {"ALLOW-003"},  # `<ns>:<name>-x` starts with `<ns>:<name>`
+    "allow_list_suffix": {"ALLOW-004"},  # `x<ns>:<name>` ends with it
+    "allow_list_substring": {"ALLOW-003", "ALLOW-004"},  # both contain it
+    "allow_list_unanchored_pattern": {"ALLOW-003"},  # re.match(entry, user): a prefix match
+    "allow_list_in_raw_string": {"ALLOW-005"},  # `<ns>:<part of name>` is in the allow-list's text
     "grant_on_review_failure": {"CACHE-001", "RBAC-001", "SEC-011"},
     "caches_failures": {"CACHE-001"},
     "caches_successes_forever": {"REV-001"},
@@ -76,6 +82,8 @@ CAUGHT_BY: dict[str, set[str]] = {
     "caller_reads_token_once": {"ROT-001", "ROT-002"},
     "caller_reads_token_non_atomically": {"ROT-001", "ROT-002"},
     "single_threaded": {"AVAIL-001"},
+    # Hangs while its API hangs (SEC-013, a `should`, fails too: no 503 within 15 s).
+    "no_review_timeout": {"AVAIL-002"},
 }
 CONTROL = "reference"
 
