@@ -41,7 +41,8 @@ PLACEHOLDERS = (
 
 * ``PORT``: the port to listen on (process mode: a free loopback port the suite picked; pod mode: ``port``),
 * ``AUDIENCE``: the callee's ``audience``,
-* ``ALLOWED_SERVICE_ACCOUNTS``: ``namespace:name`` of the allowed caller (comma-separated),
+* ``ALLOWED_SERVICE_ACCOUNTS``: comma-separated ``namespace:name`` entries: the allowed caller and a
+  second name with a dot in its namespace (:func:`allowed_service_accounts`),
 * ``KUBECONFIG``: process mode: a kubeconfig (JSON) authenticating as the callee's own service
   account (RBAC applies as in a pod); pod mode: empty (use the in-cluster config),
 * ``NAMESPACE``: the namespace the workload runs in,
@@ -483,6 +484,28 @@ def _part(text: str) -> str:
     head, sep, _ = text.rpartition("-")
     part = head if sep and head else text[:-1]
     return part.rstrip("-.")
+
+
+DOTTED_ALLOWED_NAME = "caller.v1"
+"""A second allowed service account in the allowed caller's namespace, whose name holds a dot: an
+allow-list that reads its entries as patterns (a regular expression, unescaped) also grants
+``caller-v1`` or ``callerxv1`` (ALLOW-006). It need not exist; nothing else resembles it, so only such a
+matcher grants its look-alikes. ``fixtures/manifests/30-secret-store.yaml`` lists it too."""
+
+
+def allowed_service_accounts(namespace: str, name: str) -> str:
+    """``${ALLOWED_SERVICE_ACCOUNTS}``: the allowed caller, and the dotted second entry beside it."""
+    return f"{namespace}:{name},{namespace}:{DOTTED_ALLOWED_NAME}"
+
+
+def pattern_identities(namespace: str, name: str = DOTTED_ALLOWED_NAME) -> dict[str, tuple[str, str]]:
+    """``namespace:name`` with each dot of ``name`` read as a pattern would: any one character."""
+    variants = {name.replace(".", "-"), name.replace(".", "x")} - {name}
+    return {
+        f"{namespace}:{variant}": (namespace, variant)
+        for variant in sorted(variants)
+        if is_namespace_name(namespace) and is_service_account_name(variant)
+    }
 
 
 def lookalike_identities(namespace: str, name: str) -> dict[str, dict[str, tuple[str, str]]]:

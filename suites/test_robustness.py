@@ -28,7 +28,7 @@ import pytest
 import requests
 
 from pytest_k8s_sa import resources
-from pytest_k8s_sa.sut import lookalike_identities
+from pytest_k8s_sa.sut import DOTTED_ALLOWED_NAME, lookalike_identities, pattern_identities
 from pytest_k8s_sa.tokens import request_token
 from pytest_k8s_sa.waiting import WaitTimeout, wait_until
 
@@ -103,11 +103,20 @@ def test_other_account_in_the_allowed_namespace(
 
 def _judge_lookalikes(check, k8s_cluster, sut_run, token_review, kind: str) -> None:
     """Present a valid token (the callee's own audience) of each look-alike identity of ``kind``."""
-    api = k8s_cluster.api_client
     allowed = sut_run.deployment.api
-    identities = lookalike_identities(allowed.namespace, allowed.service_account)[kind]
+    if kind == "pattern":
+        identities = pattern_identities(allowed.namespace, DOTTED_ALLOWED_NAME)
+        check.record("allowed_entry_with_a_dot", f"{allowed.namespace}:{DOTTED_ALLOWED_NAME}")
+    else:
+        identities = lookalike_identities(allowed.namespace, allowed.service_account)[kind]
     if not identities:
         pytest.skip(f"no {kind} identity of {allowed.namespace}:{allowed.service_account} is a valid name")
+    _present(check, k8s_cluster, sut_run, token_review, identities)
+
+
+def _present(check, k8s_cluster, sut_run, token_review, identities: dict[str, tuple[str, str]]) -> None:
+    api = k8s_cluster.api_client
+    allowed = sut_run.deployment.api
     audience = sut_run.deployment.audience
     valid: dict[str, bool] = {}
     statuses: dict[str, int] = {}
@@ -147,6 +156,15 @@ def test_extended_namespace(check, k8s_cluster, sut_run, token_review):
 )
 def test_part_of_the_allowed_identity(check, k8s_cluster, sut_run, token_review):
     _judge_lookalikes(check, k8s_cluster, sut_run, token_review, "part")
+
+
+@pytest.mark.conformance(
+    "ALLOW-006",
+    "a name that matches an allowed name holding a dot only if the dot is a pattern (caller-v1 for "
+    "caller.v1) gets no grant",
+)
+def test_allowed_name_is_not_a_pattern(check, k8s_cluster, sut_run, token_review):
+    _judge_lookalikes(check, k8s_cluster, sut_run, token_review, "pattern")
 
 
 def same_token_granted_again(sut_run, token: str) -> tuple[float | None, list[int]]:

@@ -65,13 +65,23 @@ CAUGHT_BY: dict[str, set[str]] = {
         # Not SEC-011: it never calls its API, so no byte passes the cut during a normal verdict and
         # the fail-closed checks skip (there is no API dependency to judge), as they must.
     },
-    "no_allow_list": {"AUD-003", "ALLOW-001", "ALLOW-002"},
-    "allow_list_name_only": {"ALLOW-001"},
+    "no_allow_list": {
+        "AUD-003",
+        "ALLOW-001",
+        "ALLOW-002",
+        "ALLOW-003",
+        "ALLOW-004",
+        "ALLOW-005",
+        "ALLOW-006",
+    },
+    # The allowed name in another namespace, also `x<ns>:<name>` and `<part of ns>:<name>`.
+    "allow_list_name_only": {"ALLOW-001", "ALLOW-004", "ALLOW-005"},
     # Matching that is not equality: each grants a look-alike of the allowed `namespace:name`.
     "allow_list_prefix": {"ALLOW-003"},  # `<ns>:<name>-x` starts with `<ns>:<name>`
     "allow_list_suffix": {"ALLOW-004"},  # `x<ns>:<name>` ends with it
     "allow_list_substring": {"ALLOW-003", "ALLOW-004"},  # both contain it
-    "allow_list_unanchored_pattern": {"ALLOW-003"},  # re.match(entry, user): a prefix match
+    "allow_list_unanchored_pattern": {"ALLOW-003", "ALLOW-006"},  # re.match(entry, user): a prefix, and `.`
+    "allow_list_pattern": {"ALLOW-006"},  # re.fullmatch(entry, user): `<ns>:caller-v1` for `<ns>:caller.v1`
     "allow_list_in_raw_string": {"ALLOW-005"},  # `<ns>:<part of name>` is in the allow-list's text
     "grant_on_review_failure": {"CACHE-001", "RBAC-001", "SEC-011"},
     "caches_failures": {"CACHE-001"},

@@ -248,3 +248,22 @@ def test_a_namespace_of_63_characters_is_not_extended():
 def test_kubernetes_name_rules(name, namespace_ok, account_ok):
     assert sut.is_namespace_name(name) is namespace_ok
     assert sut.is_service_account_name(name) is account_ok
+
+
+def test_the_allowed_entries_hold_a_dotted_name_whose_pattern_readings_are_listed():
+    assert sut.allowed_service_accounts("ns", "api") == "ns:api,ns:caller.v1"
+    assert sut.pattern_identities("ns") == {
+        "ns:caller-v1": ("ns", "caller-v1"),
+        "ns:callerxv1": ("ns", "callerxv1"),
+    }
+    # A pattern reading is all that grants them: none extends, contains or is part of another entry.
+    entries = sut.allowed_service_accounts("ns", "api").split(",")
+    for identity in sut.pattern_identities("ns"):
+        assert not any(identity.startswith(e) or identity.endswith(e) or identity in e for e in entries)
+
+
+def test_the_reference_manifest_allows_what_the_sut_deployments_allow():
+    """Without a SUT file, pod providers run ``fixtures/manifests``: the same allow-list as a SUT gets."""
+    manifest = (Path(__file__).resolve().parents[1] / "fixtures/manifests/30-secret-store.yaml").read_text()
+    expected = sut.allowed_service_accounts("${API_NAMESPACE}", "api")
+    assert f'ALLOWED_SERVICE_ACCOUNTS, value: "{expected}"' in manifest
