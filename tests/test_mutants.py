@@ -34,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+from pytest_k8s_sa.sut import OTHER_AUDIENCES
 
 REPO = Path(__file__).resolve().parents[1]
 MUTANTS = REPO / "tests" / "mutants"
@@ -215,3 +218,23 @@ def test_the_suite_passes_the_reference(tmp_path: Path) -> None:
     assert proc.returncode == 0, explain(proc, doc)
     assert failed_ids(doc) == set()
     assert doc["summary"]["passed"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("audience", ["data-store"])
+def test_a_callee_whose_audience_is_one_the_suite_invents_passes(audience: str, tmp_path: Path) -> None:
+    """The reference workloads with the callee's audience set to one the audience checks present as
+    *another* audience (``sut.OTHER_AUDIENCES``): those checks pick a different one and pass. (With the
+    literal ``data-store``, AUD-002 presented a token valid for the callee's own audience.)"""
+    assert audience in OTHER_AUDIENCES
+    control = MUTANTS / CONTROL
+    doc = yaml.safe_load((control / "sut.yaml").read_text())
+    doc["callee"]["audience"] = audience
+    for key, program in (("callee", "store.py"), ("caller", "api.py")):
+        doc[key]["command"] = ["${PYTHON}", str(control / program)]
+    sut_file = tmp_path / "sut.yaml"
+    sut_file.write_text(yaml.safe_dump(doc))
+    proc, doc = run_suite(sut_file, tmp_path / "report.json", ["suites/test_audience.py"])
+    assert doc, f"no report was written:\n{explain(proc, doc)}"
+    assert proc.returncode == 0, explain(proc, doc)
+    assert {c["id"] for c in doc["checks"] if c["outcome"] == "passed"} >= {"AUD-002", "AUD-004"}
