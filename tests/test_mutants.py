@@ -222,19 +222,23 @@ def test_the_suite_passes_the_reference(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("audience", ["data-store"])
-def test_a_callee_whose_audience_is_one_the_suite_invents_passes(audience: str, tmp_path: Path) -> None:
-    """The reference workloads with the callee's audience set to one the audience checks present as
-    *another* audience (``sut.OTHER_AUDIENCES``): those checks pick a different one and pass. (With the
-    literal ``data-store``, AUD-002 presented a token valid for the callee's own audience.)"""
+def test_a_callee_whose_audience_is_one_the_suite_invents_is_judged_for_the_audience(
+    audience: str, tmp_path: Path
+) -> None:
+    """The mutant without an allow-list, its callee's audience set to one the audience checks present as
+    *another* audience (``sut.OTHER_AUDIENCES``): those checks pick a different one, so AUD-002 and
+    AUD-004 pass and only the allow-list check AUD-003 fails. (With the literal ``data-store``, AUD-002
+    presented a token valid for the callee's own audience and failed for the missing allow-list.)"""
     assert audience in OTHER_AUDIENCES
-    control = MUTANTS / CONTROL
-    doc = yaml.safe_load((control / "sut.yaml").read_text())
+    folder = MUTANTS / "no_allow_list"
+    doc = yaml.safe_load((folder / "sut.yaml").read_text())
     doc["callee"]["audience"] = audience
-    for key, program in (("callee", "store.py"), ("caller", "api.py")):
-        doc[key]["command"] = ["${PYTHON}", str(control / program)]
+    doc["callee"]["command"] = ["${PYTHON}", str(folder / "store.py")]
+    doc["caller"]["command"] = ["${PYTHON}", str(MUTANTS / CONTROL / "api.py")]
     sut_file = tmp_path / "sut.yaml"
     sut_file.write_text(yaml.safe_dump(doc))
-    proc, doc = run_suite(sut_file, tmp_path / "report.json", ["suites/test_audience.py"])
-    assert doc, f"no report was written:\n{explain(proc, doc)}"
-    assert proc.returncode == 0, explain(proc, doc)
-    assert {c["id"] for c in doc["checks"] if c["outcome"] == "passed"} >= {"AUD-002", "AUD-004"}
+    proc, report = run_suite(sut_file, tmp_path / "report.json", ["suites/test_audience.py"])
+    assert report, f"no report was written:\n{explain(proc, report)}"
+    outcomes = {c["id"]: c["outcome"] for c in report["checks"]}
+    assert outcomes["AUD-003"] == "failed", explain(proc, report)
+    assert (outcomes["AUD-002"], outcomes["AUD-004"]) == ("passed", "passed"), explain(proc, report)
