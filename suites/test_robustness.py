@@ -5,9 +5,10 @@ every other check (see the README's mutant table):
 
 * HDR-001: header names are case-insensitive (RFC 9110); HTTP/2 hops and proxies lowercase them.
 * ALLOW-001/002: the allow-list compares namespace *and* name.
-* ALLOW-003..005: ... and compares them for equality: identities that extend the allowed name or
+* ALLOW-003..006: ... and compares them for equality: identities that extend the allowed name or
   namespace, or are a part of one, are refused (a prefix, suffix, substring or unanchored-pattern
-  match grants one of them).
+  match grants one of them); so are names that match a dotted allowed name only if its dot is a
+  pattern (``caller-v1`` for ``caller.v1``, the suite's second allow-list entry).
 * CACHE-001: a failed review is not cached: a token refused while the callee had no review rights
   is granted once it has them again (RBAC-003 asks with fresh tokens, which a cache keyed by the
   token never sees).
