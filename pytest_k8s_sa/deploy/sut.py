@@ -55,7 +55,7 @@ from ..flaky_api import ApiCutControl, FlakyApi, make_test_ca
 from ..ports import free_port
 from ..process import Process
 from ..projector import FIDELITY as EMULATED
-from ..sut import CalleeSpec, Sut, SutError, WorkloadSpec, python_executable
+from ..sut import CalleeSpec, Sut, SutError, WorkloadSpec, allowed_service_accounts, python_executable
 from ..tokens import BoundObject, request_token
 from ..waiting import WaitTimeout, wait_until
 from ..workloads.tap import LoopbackTap
@@ -274,7 +274,7 @@ def deploy_sut_processes(
             (volume.directory / "ca.crt").read_bytes(),
             volume.path,
         )
-        allowed = f"{api_ns}:{CALLER_SA}"
+        allowed = allowed_service_accounts(api_ns, CALLER_SA)
         port = free_port()
         values = _values(
             sut,
@@ -542,7 +542,7 @@ def deploy_sut_pods(
         binding = names("k8s-sa-sut-auth-delegator")
         resources.grant_auth_delegator(api_client, binding, store_ns, CALLEE_SA, labels)
         cleanups.append(functools.partial(resources.delete_cluster_role_binding, api_client, binding))
-        allowed = f"{api_ns}:{CALLER_SA}"
+        allowed = allowed_service_accounts(api_ns, CALLER_SA)
         callee_port = sut.callee.port
         callee_values = _values(
             sut, PORT=str(callee_port), ALLOWED_SERVICE_ACCOUNTS=allowed, NAMESPACE=store_ns
