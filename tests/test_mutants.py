@@ -76,6 +76,7 @@ CAUGHT_BY: dict[str, set[str]] = {
     "caller_reads_token_once": {"ROT-001", "ROT-002"},
     "caller_reads_token_non_atomically": {"ROT-001", "ROT-002"},
     "single_threaded": {"AVAIL-001"},
+    "trusts_authenticated_alone": {"SEC-014"},
 }
 CONTROL = "reference"
 
