@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from pytest_k8s_sa import resources
 from pytest_k8s_sa.cluster import Cluster
 from pytest_k8s_sa.deploy.sut import SutRun
 from pytest_k8s_sa.tokens import Token, header_kid
@@ -92,8 +93,8 @@ class KeyScenario:
     retired: Any
     restored: Any
     credential_refresh: str
-    callee_pid_before: int | None
-    callee_pid_after: int | None
+    callee_pid_before: str | None
+    callee_pid_after: str | None
     key_refresh_seconds: float
     cache_seconds: float
     new_key: Outcome
@@ -116,9 +117,17 @@ def _refresh_credentials(cluster: Cluster, run: SutRun) -> str:
     return "none (the kubelet refreshes at 80% of the token's lifetime)"
 
 
-def _callee_pid(run: SutRun) -> int | None:
-    process = run.deployment.secret_store.process
-    return process.pid if process is not None and process.running() else None
+def _callee_pid(cluster: Cluster, run: SutRun) -> str | None:
+    """The callee's process id (process mode), or its pod's uid and container restarts (pod mode):
+    the same value before and after means it was not restarted."""
+    store = run.deployment.secret_store
+    if store.process is not None:
+        return str(store.process.pid) if store.process.running() else None
+    if store.pod is None:
+        return None
+    pod = resources.core(cluster.api_client).read_namespaced_pod(store.pod.name, store.namespace)
+    restarts = sum(c.restart_count for c in pod.status.container_statuses or [])
+    return f"pod uid {pod.metadata.uid}, container restarts {restarts}"
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +142,7 @@ def key_rotation(k8s_cluster: Cluster, sut_run: SutRun) -> KeyScenario:
     original_kid = control.signing_kid()
     # Never shown to the callee before the overlap: it must review it then, not answer from a cache.
     old_token = callee_audience_token(k8s_cluster, run, api)
-    pid_before = _callee_pid(run)
+    pid_before = _callee_pid(k8s_cluster, run)
     try:
         added = control.add_signing_key()
         how = _refresh_credentials(k8s_cluster, run)
@@ -155,7 +164,7 @@ def key_rotation(k8s_cluster: Cluster, sut_run: SutRun) -> KeyScenario:
         restored,
         how,
         pid_before,
-        _callee_pid(run),
+        _callee_pid(k8s_cluster, run),
         refresh,
         cache,
         new_key,
@@ -181,8 +190,8 @@ def test_new_key_is_honoured(check, sut_run, key_rotation):
     scenario = key_rotation
     _common(check, scenario, sut_run)
     check.record("new_key_token", scenario.new_key.evidence())
-    check.record("callee_pid_before", scenario.callee_pid_before)
-    check.record("callee_pid_after", scenario.callee_pid_after)
+    check.record("callee_before", scenario.callee_pid_before)
+    check.record("callee_after", scenario.callee_pid_after)
     assert scenario.new_key.kid == scenario.added.signing_kid
     assert scenario.callee_pid_before == scenario.callee_pid_after, "the callee was restarted"
     assert scenario.new_key.reached, (
