@@ -8,7 +8,7 @@ from pathlib import Path
 
 import kubernetes
 
-from .providers.base import Capabilities, ClusterInfo, NodeControl
+from .providers.base import Capabilities, ClusterInfo, KeyControl, NodeControl
 from .tokens import request_token
 
 
@@ -39,6 +39,16 @@ class Cluster:
     def node_control(self) -> NodeControl | None:
         """The provider's control over its node (kubelet restart, image loading), if it has one."""
         return self.info.node_control
+
+    @property
+    def key_control(self) -> KeyControl | None:
+        """Rotation of the service-account signing key (local, local-node); None elsewhere, with the
+        reason in :attr:`key_control_missing`."""
+        return self.info.key_control
+
+    @property
+    def key_control_missing(self) -> str:
+        return self.info.key_control_missing
 
     @property
     def signing_key(self) -> Path | None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import kubernetes
 import pytest
 
 from . import resources, tokens
 from .cluster import Cluster
+from .providers.base import KeyControl
 from .settings import Settings
 from .sut import Sut
 from .tokens import BoundObject, Token, TokenReviewResult, raw_token, request_token, review_token
@@ -290,3 +291,53 @@ def mint_token(k8s_cluster: Cluster) -> MintTokenFactory:
         )
 
     return mint
+
+
+class SigningKeyRotation:
+    """What :func:`rotate_signing_key` yields: the cluster's key rotation, step by step, with evidence.
+
+    ``add()``: a new key signs, old and new verify (the overlap); ``retire()``: only the newest key
+    verifies. Each returns a ``KeyChange`` (key ids, the apiserver restart's seconds), also kept in
+    ``steps``. ``signing_kid``: the ``kid`` new tokens carry now.
+    """
+
+    def __init__(self, control: KeyControl) -> None:
+        self.control = control
+        self.steps: list[Any] = []
+
+    def add(self) -> Any:
+        change = self.control.add_signing_key()
+        self.steps.append(change)
+        return change
+
+    def retire(self) -> Any:
+        change = self.control.retire_old_keys()
+        self.steps.append(change)
+        return change
+
+    @property
+    def signing_kid(self) -> str:
+        return self.control.signing_kid()
+
+    @property
+    def verifying_kids(self) -> list[str]:
+        return self.control.verifying_kids()
+
+
+@pytest.fixture
+def rotate_signing_key(k8s_cluster: Cluster) -> Iterator[SigningKeyRotation]:
+    """The cluster's service-account signing-key rotation (local and local-node; skipped elsewhere,
+    saying why). Afterwards the original key signs again and every key used meanwhile still
+    verifies (one more apiserver restart, only if the test rotated), so tokens issued during the
+    test keep working for the rest of the run. Under pytest-xdist the test runs alone (the plugin
+    holds the run's lock exclusively): the restarts and the retired keys would fail other workers.
+    """
+    control = k8s_cluster.key_control
+    if control is None:
+        pytest.skip(k8s_cluster.key_control_missing)
+    rotation = SigningKeyRotation(control)
+    try:
+        yield rotation
+    finally:
+        if control.rotated:
+            control.restore_original_key()

@@ -45,6 +45,9 @@ class ApiCutControl(Protocol):
     def traffic(self) -> int:
         """Bytes clients have sent through the cut so far (grows when the callee calls its API)."""
 
+    def reviews_answered(self) -> int:
+        """TokenReviews the cut answered itself so far (mode ``review``: SEC-014's lying reviewer)."""
+
 
 def make_test_ca() -> tuple[CertificateAuthority, KeyPair]:
     """A CA of the test's own and a serving certificate for 127.0.0.1 signed by it."""
@@ -92,6 +95,10 @@ class FlakyApi(ApiCut):
     def traffic(self) -> int:
         with self._lock:
             return self.forwarded_bytes
+
+    def reviews_answered(self) -> int:
+        with self._lock:
+            return self.answered_reviews
 
 
 @contextlib.contextmanager

@@ -12,7 +12,9 @@ caller asks for RSA.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,3 +160,27 @@ def service_account_signing_key(kind: str = "rsa") -> KeyPair:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return KeyPair(public, _key_pem(key))
+
+
+def public_key_pem(key_pem: bytes) -> bytes:
+    """The public half (PEM ``PUBLIC KEY``) of a PEM private key for ``--service-account-key-file``."""
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise ValueError(f"unsupported service-account key type {type(key).__name__}")
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def key_id(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
+    """The ``kid`` the apiserver puts in tokens: base64url(SHA-256(DER of the public key))."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+
+
+def key_id_of_pem(public_pem: bytes) -> str:
+    """The ``kid`` of tokens signed by the key whose public half is ``public_pem``."""
+    key = serialization.load_pem_public_key(public_pem)
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise ValueError(f"unsupported service-account key type {type(key).__name__}")
+    return key_id(key)

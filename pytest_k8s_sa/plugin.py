@@ -35,12 +35,14 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
     legacy_token,
     mint_token,
     projected_token,
+    rotate_signing_key,
     token_review,
     token_reviewer,
 )
 from .providers.base import Provider
 from .providers.local import stop_shared
 from .providers.registry import build_provider
+from .rwlock import RunLock, run_lock_path
 from .sut import SutError, load, reference
 
 LOG_TAIL_LINES = 40
@@ -159,6 +161,26 @@ def k8s_cluster(
             provider.destroy()
 
 
+ROTATING_FIXTURES = ("rotate_signing_key", "key_rotation")
+"""Fixtures that change the shared cluster under every worker: tests using them run alone
+(``key_rotation``: the conformance suite's KEY scenario)."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, Any, Any]:
+    """xdist workers share one cluster: a test that rotates its signing key (an apiserver restart,
+    other tokens refused) holds the run's lock exclusively, every other test holds it shared, from
+    its setup to its teardown. Without xdist nothing runs concurrently and no lock is taken."""
+    config = item.config
+    if not _is_xdist_worker(config):
+        return (yield)
+    lock = RunLock(run_lock_path(config.stash[RUN_ID_KEY]))
+    names = getattr(item, "fixturenames", ())
+    exclusive = any(name in names for name in ROTATING_FIXTURES)
+    with lock.exclusive() if exclusive else lock.shared():
+        return (yield)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
@@ -188,6 +210,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """xdist controller: stop the shared local control plane the workers started."""
     config = session.config
     if _is_xdist_controller(config) and not _is_xdist_worker(config):
+        for path in (run_lock_path(config.stash[RUN_ID_KEY]),):
+            path.unlink(missing_ok=True)
+            path.with_name(path.name + ".gate").unlink(missing_ok=True)
         factory = getattr(config, "_tmp_path_factory", None)
         if factory is not None:
             settings = config.stash[SETTINGS_KEY]

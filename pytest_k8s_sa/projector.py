@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 import kubernetes
+import urllib3
 
 from .tokens import BoundObject, Token, request_token
 
@@ -145,8 +146,10 @@ class TokenProjector:
                 continue  # refreshed by hand (or stopping): compute the next due time again
             try:
                 self.refresh_now()
-            except kubernetes.client.ApiException:
-                self._stop.wait(timeout=5.0)  # the kubelet retries too; keep the old token meanwhile
+            except (kubernetes.client.ApiException, urllib3.exceptions.HTTPError, OSError):
+                # The kubelet retries too; keep the old token meanwhile. Connection errors included:
+                # the apiserver may be restarting (a signing-key rotation), and this thread must live on.
+                self._stop.wait(timeout=5.0)
 
     def stop(self) -> None:
         self._stop.set()

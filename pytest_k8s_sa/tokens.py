@@ -11,9 +11,7 @@ CI logs otherwise.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 import time
 import uuid
 from collections.abc import Callable
@@ -26,6 +24,7 @@ import kubernetes
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from . import pki
 from .waiting import wait_until
 
 if TYPE_CHECKING:
@@ -39,6 +38,12 @@ def decode_claims(raw: str) -> dict[str, Any]:
     """The token's payload, *unverified*: for inspecting a token, never for trusting it."""
     claims: dict[str, Any] = jwt.decode(raw, options={"verify_signature": False})
     return claims
+
+
+def header_kid(raw: str) -> str | None:
+    """The ``kid`` in the token's header, *unverified*: which key says it signed it."""
+    kid = jwt.get_unverified_header(raw).get("kid")
+    return str(kid) if kid is not None else None
 
 
 @dataclass(frozen=True)
@@ -194,8 +199,7 @@ def review_token(
 
 def key_id(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
     """The ``kid`` the apiserver puts in tokens: base64url(SHA-256(DER of the public key))."""
-    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+    return pki.key_id(public_key)
 
 
 def mint_token(

@@ -432,10 +432,15 @@ def start_real_time_scenarios(request) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the real-time checks last: they only collect what their scenario observed meanwhile."""
+    """Run the real-time checks last (they only collect what their scenario observed meanwhile), and
+    the signing-key rotation after them."""
 
     def real_time_last(item: pytest.Item) -> bool:
         mark = item.get_closest_marker("conformance")
         return bool(mark and mark.args[0] in REAL_TIME_CHECKS)
 
-    items.sort(key=real_time_last)
+    def rotates_key(item: pytest.Item) -> bool:
+        # After the real-time checks: retiring a signing key refuses the tokens their scenarios wait on.
+        return "key_rotation" in getattr(item, "fixturenames", ())
+
+    items.sort(key=lambda item: (rotates_key(item), real_time_last(item)))

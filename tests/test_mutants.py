@@ -97,6 +97,7 @@ CAUGHT_BY: dict[str, set[str]] = {
     "single_threaded": {"AVAIL-001"},
     # Hangs while its API hangs (SEC-013, a `should`, fails too: no 503 within 15 s).
     "no_review_timeout": {"AVAIL-002"},
+    "trusts_authenticated_alone": {"SEC-014"},
 }
 CONTROL = "reference"
 

@@ -119,8 +119,10 @@ def test_minted_tokens_carry_the_key_id_the_apiserver_uses(k8s_cluster, k8s_serv
         verify=k8s_cluster.api_client.configuration.ssl_ca_cert,
         timeout=10,
     ).json()
-    public = jwt.PyJWK(jwks["keys"][0]).key
-    assert jwt.get_unverified_header(real.raw)["kid"] == key_id(public)
+    # The JWKS lists every verifying key (the legacy-token key too); each key's kid is key_id(key).
+    listed = {k["kid"]: key_id(jwt.PyJWK(k).key) for k in jwks["keys"]}
+    assert all(kid == computed for kid, computed in listed.items())
+    assert jwt.get_unverified_header(real.raw)["kid"] in listed
 
 
 def test_review_without_auth_delegator_is_forbidden(

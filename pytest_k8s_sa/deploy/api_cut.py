@@ -273,6 +273,10 @@ class RemoteApiCut:
     def traffic(self) -> int:
         return int(self._state()["forwarded_bytes"])
 
+    def reviews_answered(self) -> int:
+        """TokenReviews the cut answered itself (mode ``review``)."""
+        return int(self._state().get("reviews_answered", 0))
+
     def _state(self) -> dict[str, Any]:
         answer = requests.get(self._forward.url + "/state", timeout=15)
         if answer.status_code != 200:

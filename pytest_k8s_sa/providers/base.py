@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import kubernetes
 
@@ -59,6 +59,35 @@ class NodeControl(Protocol):
         """
 
 
+@runtime_checkable
+class KeyControl(Protocol):
+    """Optional: rotation of the cluster's service-account signing key (local and local-node do it).
+
+    Each step restarts the kube-apiserver with the new key files and returns once it is ready again
+    (etcd keeps running: every object survives); tokens signed before a step are not re-signed.
+    The returned value (``keys.KeyChange``) carries the key ids and the restart's seconds.
+    """
+
+    def add_signing_key(self) -> Any:
+        """A new key signs every token from now on; all keys that verified still verify (the overlap)."""
+
+    def retire_old_keys(self) -> Any:
+        """Only the current signing key verifies from now on: tokens signed by older keys are refused."""
+
+    def restore_original_key(self) -> Any:
+        """The original key signs again and every key the cluster ever had verifies (undo, for fixtures)."""
+
+    def signing_kid(self) -> str:
+        """The ``kid`` of the key that signs now (the header of every new token)."""
+
+    def verifying_kids(self) -> list[str]:
+        """The ``kid`` of every rotated key that verifies now (the legacy-token key is not among them)."""
+
+    @property
+    def rotated(self) -> bool:
+        """Whether the key set differs from what :meth:`restore_original_key` leaves."""
+
+
 @dataclass
 class ClusterInfo:
     """What a provider knows about its cluster once it is up."""
@@ -72,6 +101,10 @@ class ClusterInfo:
     log_paths: dict[str, Path] = field(default_factory=dict)
     node_control: NodeControl | None = None
     """Set by providers that control their node (restart the kubelet, load images)."""
+    key_control: KeyControl | None = None
+    """Set by providers that can rotate the service-account signing key (they run kube-apiserver)."""
+    key_control_missing: str = "this provider cannot rotate the cluster's service-account signing key"
+    """Why ``key_control`` is None here: the skip reason of the checks that need it."""
     cluster_ca: CertificateAuthority | None = field(default=None, repr=False)
     """The CA pods trust for the apiserver (their ``ca.crt``), where the provider holds its key
     (local-node; kind reads kubeadm's from its node): the pod-mode API cut presents a certificate

@@ -152,6 +152,11 @@ class KindProvider:
             node_control=self,
             refresh_logs=self.refresh_logs,
             cluster_ca=cluster_ca,
+            key_control_missing=(
+                "signing-key rotation is not implemented for kind yet (it would rewrite the kube-apiserver "
+                "static pod in /etc/kubernetes/manifests on the control-plane node); "
+                "run on local or local-node"
+            ),
         )
 
     # --- the node ------------------------------------------------------------------------------

@@ -62,6 +62,10 @@ class KubeconfigProvider:
             kubeconfig=self.kubeconfig,
             issuer=issuer,
             capabilities=Capabilities(holds_signing_key=False, runs_pods=True),
+            key_control_missing=(
+                "a --kubeconfig cluster's kube-apiserver flags and signing key are not this run's to change, "
+                "so its signing key cannot be rotated; run on local or local-node"
+            ),
         )
 
     def export_logs(self, destination: Path) -> list[Path]:

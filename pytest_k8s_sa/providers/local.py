@@ -18,11 +18,15 @@ import requests
 from filelock import FileLock
 
 from ..binaries import DEFAULT_K8S_VERSION, find_binaries
-from ..controlplane import ControlPlane
+from ..controlplane import ControlPlane, restart_recorded_apiserver
 from ..process import forget, kill_group, process_start_time
+from ..signingkeys import SigningKeys
 from .base import Capabilities, ClusterInfo
+from .keys import ApiServerKeyControl
 
 STATE_DIR = "k8s-sa-local"
+RESTART_TIMEOUT = 90.0
+"""Seconds a restarted kube-apiserver has to answer ``/readyz`` (a few on an idle machine)."""
 
 
 def _capabilities() -> Capabilities:
@@ -60,7 +64,7 @@ class LocalProvider:
 
     def create(self) -> ClusterInfo:
         self.shared_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.shared_dir / f"{STATE_DIR}.lock")):
+        with FileLock(str(self._lock_path)):
             state = self._read_live_state()
             if state is None:
                 state = self._start()
@@ -72,7 +76,45 @@ class LocalProvider:
             api_audiences=state["api_audiences"],
             signing_key=Path(state["signing_key"]),
             log_paths={k: Path(v) for k, v in state["logs"].items()},
+            key_control=self._key_control(state),
         )
+
+    def _key_control(self, state: dict[str, Any]) -> ApiServerKeyControl | None:
+        if "apiserver" not in state or "pki" not in state:
+            return None  # a cluster started by an older version of this module: not rotatable
+        certs = Path(state["pki"])
+        keys = SigningKeys(certs / "sa.key", certs / "sa.crt", certs / "sa-legacy.crt")
+        return ApiServerKeyControl(keys, self._restart_apiserver, self._lock_path)
+
+    @property
+    def _lock_path(self) -> Path:
+        return self.shared_dir / f"{STATE_DIR}.lock"
+
+    def _restart_apiserver(self) -> None:
+        """Restart kube-apiserver (the caller holds the state lock, so nobody attaches meanwhile).
+
+        Without xdist this process started it and restarts it through its ``ControlPlane``. Under
+        xdist any worker may rotate, so the restart goes by the record in ``state.json`` (and writes
+        the new process there, for :func:`stop_shared`): the new apiserver belongs to the controller.
+        """
+        state: dict[str, Any] = json.loads(self._state_path.read_text())
+        index = next(i for i, r in enumerate(state["pids"]) if r.get("name") == "kube-apiserver")
+        old = state["pids"][index]
+        if self.control_plane is not None and not self.shared:
+            self.control_plane.restart_apiserver(timeout=RESTART_TIMEOUT)
+            pid = next(p.pid for p in self.control_plane.processes if p.name == "kube-apiserver")
+        else:
+            proc = restart_recorded_apiserver(
+                state["apiserver"],
+                old["pid"],
+                old["start_time"],
+                owner_pid=self.owner_pid,
+                timeout=RESTART_TIMEOUT,
+            )
+            pid = proc.pid
+        assert pid is not None
+        state["pids"][index] = {"name": "kube-apiserver", "pid": pid, "start_time": process_start_time(pid)}
+        self._state_path.write_text(json.dumps(state, indent=2))
 
     def _start(self) -> dict[str, Any]:
         if self.workdir.exists():
@@ -90,7 +132,13 @@ class LocalProvider:
             "signing_key": str(cp.certs.sa_signing_key),
             "logs": {k: str(v) for k, v in cp.log_paths.items()},
             "startup_seconds": cp.startup_seconds,
-            "pids": [{"pid": p.pid, "start_time": process_start_time(p.pid)} for p in cp.processes if p.pid],
+            "pids": [
+                {"name": p.name, "pid": p.pid, "start_time": process_start_time(p.pid)}
+                for p in cp.processes
+                if p.pid
+            ],
+            "pki": str(cp.certs.directory),
+            "apiserver": cp.apiserver_record(),
         }
         self._state_path.write_text(json.dumps(state, indent=2))
         return state

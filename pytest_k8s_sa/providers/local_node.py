@@ -28,6 +28,7 @@ from ..node.node import LocalNode, remove_tree, state_dir, sweep
 from ..pki import CertificateAuthority
 from ..process import Process
 from .base import Capabilities, ClusterInfo
+from .keys import ApiServerKeyControl
 
 
 class LocalNodeProvider:
@@ -121,6 +122,11 @@ class LocalNodeProvider:
             api_audiences=cp.api_audiences,
             signing_key=cp.certs.sa_signing_key,
             cluster_ca=ca,
+            key_control=ApiServerKeyControl(
+                cp.certs.signing_keys,
+                lambda: cp.restart_apiserver(timeout=90.0),
+                self.workdir / "signing-keys.lock",
+            ),
             log_paths={**cp.log_paths, "kube-scheduler": self.scheduler.log_path, **node.log_paths},
             node_control=self,
         )

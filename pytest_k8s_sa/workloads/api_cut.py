@@ -28,6 +28,7 @@ import base64
 import binascii
 import contextlib
 import http.client
+import json
 import selectors
 import socket
 import ssl
@@ -49,8 +50,8 @@ from .common import (
     run_main,
 )
 
-MODES = ("forward", "down", "reset", "hang", "plaintext", "http", "trickle", "silent")
-TLS_MODES = ("http", "trickle", "silent")
+MODES = ("forward", "down", "reset", "hang", "plaintext", "http", "trickle", "silent", "review")
+TLS_MODES = ("http", "trickle", "silent", "review")
 """Modes that terminate TLS themselves: they need a certificate the callee trusts."""
 
 
@@ -66,7 +67,11 @@ class ApiCut:
     * ``plaintext``: answer the TLS ClientHello with plain-text bytes,
     * ``http``: terminate TLS with a certificate the callee trusts and send ``response`` verbatim,
     * ``trickle``: like ``http`` but one byte every ``trickle_interval`` seconds,
-    * ``silent``: terminate TLS, read the request, never answer.
+    * ``silent``: terminate TLS, read the request, never answer,
+    * ``review``: terminate TLS and answer a TokenReview itself (HTTP 201, ``status`` = the JSON object
+      in ``response``, ``spec.audiences`` echoed, never the token); any other request gets a 503. The
+      reviewer that lies (SEC-014): ``authenticated: true`` without the callee's audience.
+      ``answered_reviews`` counts the reviews it answered.
 
     Bounded: at most ``max_connections`` at once (more are closed at once), every socket is tracked
     and closed by :meth:`stop`, and all threads are daemons joined with a deadline.
@@ -95,6 +100,7 @@ class ApiCut:
         self.trickle_interval = trickle_interval
         self.accepted = 0
         self.forwarded_bytes = 0
+        self.answered_reviews = 0
         self.peers: dict[str, int] = {}
         self._tls: ssl.SSLContext | None = None
         if cert_file and key_file:
@@ -142,6 +148,7 @@ class ApiCut:
                 "modes": list(self.modes),
                 "accepted": self.accepted,
                 "forwarded_bytes": self.forwarded_bytes,
+                "reviews_answered": self.answered_reviews,
                 "peers": dict(self.peers),
             }
 
@@ -283,6 +290,13 @@ class ApiCut:
             if mode == "http":
                 tls.sendall(response)
                 return
+            if mode == "review":
+                answer = review_answer(head, body, response)
+                if answer is not None:
+                    with self._lock:
+                        self.answered_reviews += 1
+                tls.sendall(answer or http_response(503, b'{"kind":"Status","status":"Failure","code":503}'))
+                return
             if mode == "silent":
                 while not self._stop.wait(0.2) and self.mode == "silent":
                     pass
@@ -294,6 +308,31 @@ class ApiCut:
         finally:
             with self._lock:
                 self._sockets.discard(tls)
+
+
+def review_answer(head: bytes, body: bytes, status: bytes) -> "bytes | None":
+    """The cut's own answer to a TokenReview request (``status``: a JSON object), or None for any
+    other request. The requested audiences are echoed in ``spec``; the token never is (no token in
+    an answer, a log or a report)."""
+    request_line = head.split(b"\r\n", 1)[0].split()
+    if len(request_line) < 2 or request_line[0] != b"POST":
+        return None
+    if not request_line[1].split(b"?", 1)[0].rstrip(b"/").endswith(b"/tokenreviews"):
+        return None
+    try:
+        spec = json.loads(body or b"{}").get("spec") or {}
+        answer_status = json.loads(status or b"{}")
+    except (ValueError, AttributeError):
+        return None
+    audiences = spec.get("audiences") if isinstance(spec, dict) else None
+    review = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "metadata": {"creationTimestamp": None},
+        "spec": {"audiences": audiences} if isinstance(audiences, list) else {},
+        "status": answer_status,
+    }
+    return http_response(201, json.dumps(review).encode())
 
 
 def _content_length(head: bytes) -> int:
