@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ from .helpers import allowed_token, granted, sa_ref, status_of, wait_for_grant
 RECOVERY_SECONDS = 60.0
 
 
-def _lies(k8s_cluster, sut_run) -> dict[str, dict]:
+def _lies(k8s_cluster, sut_run) -> dict[str, dict[str, Any]]:
     """The review statuses the cut answers with: the allowed caller, authenticated, audience missing."""
     caller = sut_run.deployment.api
     sa = sa_ref(k8s_cluster, caller)
@@ -70,7 +71,7 @@ def lying_reviews(k8s_cluster, sut_run):
             f"the callee answered {normal} to a fresh token without a byte through the cut ({proxy.how}): "
             "it does not review through its Kubernetes API that way, so no review answer can be played"
         )
-    cases: dict[str, dict] = {}
+    cases: dict[str, dict[str, Any]] = {}
     try:
         for name, status in _lies(k8s_cluster, sut_run).items():
             answered = proxy.reviews_answered()
