@@ -45,8 +45,19 @@ from .scenarios import (  # noqa: F401
     start_real_time_scenarios,
 )
 
-SESSION_INFRASTRUCTURE = frozenset({"k8s_cluster", "sut", "sut_run", "deployment"})
-"""Shared by every check; their time is in ACC-001's ``deploy_timings``, not each check's evidence."""
+SESSION_INFRASTRUCTURE = frozenset(
+    {
+        "k8s_cluster",
+        "sut",
+        "sut_run",
+        "deployment",
+        "start_background_scenarios",
+        "start_real_time_scenarios",
+        "revocation",
+    }
+)
+"""Shared by every check (their time is in ACC-001's ``deploy_timings``), or only starting a scenario
+(whose own time is recorded by the fixture that collects it: ``revoked``)."""
 
 
 class _ScenarioTimer:

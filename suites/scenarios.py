@@ -49,17 +49,19 @@ class Case:
 
 # --- Revocation (fast profile), in the background --------------------------------------------------
 #
-# Revocation waits for the apiserver's 10 s token cache. It starts in a thread with the first check
-# (``start_background_scenarios``), the checks that use it run last, and every other check runs
-# meanwhile. Whoever needs the callee undisturbed, or disturbs it (its API cut, its review rights
-# taken, its caller's token rotated), holds ``helpers.CALLEE_EXCLUSIVE`` for that time.
+# Revocation waits for the apiserver's 10 s token cache. It starts with the first check
+# (``start_background_scenarios``): the tokens and objects are made and deleted there, the wait runs
+# in a thread, the checks that use it run late, and every other check runs meanwhile (those that
+# disturb the callee first). Whoever needs the callee undisturbed, or disturbs it (its API cut, its
+# review rights taken, its caller's token rotated), holds ``helpers.CALLEE_EXCLUSIVE`` meanwhile.
 
 REVOCATION_FIXTURE = "revoked"
 
 
 def _revocation(k8s_cluster, k8s_names, sut_run, cleanup: list[Callable[[], None]]):
-    """Bind tokens to a pod, a service account, a secret and a legacy Secret; delete them all at
-    once; wait once until every token is refused; then recreate same-name objects."""
+    """Bind tokens to a pod, a service account, a secret and a legacy Secret and delete them all at
+    once, here (the callee is asked before any check disturbs it); the returned scenario waits once
+    until every token is refused, then recreates same-name objects."""
     deployment = sut_run.deployment
     AUDIENCE = deployment.audience
     api = k8s_cluster.api_client
@@ -67,50 +69,48 @@ def _revocation(k8s_cluster, k8s_names, sut_run, cleanup: list[Callable[[], None
     namespace = k8s_names("revocation")
     api_ns = deployment.api.namespace
 
+    began = time.monotonic()
+    resources.create_namespace(api, namespace, resources.run_labels(k8s_cluster.run_id))
+    cleanup.append(lambda: resources.delete_namespace(api, namespace))
+    resources.create_service_account(api, namespace, "bound")
+    resources.create_service_account(api, namespace, "doomed")
+    # The pod case uses the API service's own identity, so the secret store accepts it until revoked.
+    pod = resources.create_placeholder_pod(api, api_ns, "bound-pod", "api")
+    cleanup.append(lambda: resources.delete_pod(api, api_ns, "bound-pod"))
+    secret = core.create_namespaced_secret(
+        namespace,
+        kubernetes.client.V1Secret(
+            metadata=kubernetes.client.V1ObjectMeta(name="bound-secret"), string_data={"k": "v"}
+        ),
+    )
+
+    def issue(sa: str, bound: BoundObject | None, ns: str = namespace) -> Case:
+        token = request_token(api, ns, sa, audiences=[AUDIENCE], expiration_seconds=3600, bound_object=bound)
+        return Case(token, review_token(api, token.raw, [AUDIENCE]))
+
+    legacy_secret = "doomed-legacy-token"
+    resources.create_legacy_token_secret(api, namespace, "bound", legacy_secret)
+    legacy_raw = resources.wait_legacy_token(api, namespace, legacy_secret)
+    legacy = Token.from_raw(legacy_raw)
+
+    cases = {
+        # Legacy tokens carry no audience: reviewed for the API audiences (None) they pass.
+        "legacy": Case(legacy, review_token(api, legacy_raw, None)),
+        "pod": issue("api", BoundObject("Pod", "bound-pod", pod.metadata.uid), api_ns),
+        "service_account": issue("doomed", None),
+        "secret": issue("bound", BoundObject("Secret", "bound-secret", secret.metadata.uid)),
+    }
+    # The same token, presented to the secret store, is accepted before revocation.
+    with CALLEE_EXCLUSIVE:
+        cases["pod"].extra["store_before"] = store_says(sut_run, cases["pod"].token.raw)[0]
+
+    started = time.monotonic()
+    resources.delete_pod(api, api_ns, "bound-pod")
+    core.delete_namespaced_service_account("doomed", namespace)
+    core.delete_namespaced_secret("bound-secret", namespace)
+    core.delete_namespaced_secret(legacy_secret, namespace)
+
     def run(cancelled: Callable[[], None]) -> dict[str, Case]:
-        began = time.monotonic()
-        resources.create_namespace(api, namespace, resources.run_labels(k8s_cluster.run_id))
-        cleanup.append(lambda: resources.delete_namespace(api, namespace))
-        resources.create_service_account(api, namespace, "bound")
-        resources.create_service_account(api, namespace, "doomed")
-        # The pod case uses the API service's own identity, so the secret store accepts it until revoked.
-        pod = resources.create_placeholder_pod(api, api_ns, "bound-pod", "api")
-        cleanup.append(lambda: resources.delete_pod(api, api_ns, "bound-pod"))
-        secret = core.create_namespaced_secret(
-            namespace,
-            kubernetes.client.V1Secret(
-                metadata=kubernetes.client.V1ObjectMeta(name="bound-secret"), string_data={"k": "v"}
-            ),
-        )
-
-        def issue(sa: str, bound: BoundObject | None, ns: str = namespace) -> Case:
-            token = request_token(
-                api, ns, sa, audiences=[AUDIENCE], expiration_seconds=3600, bound_object=bound
-            )
-            return Case(token, review_token(api, token.raw, [AUDIENCE]))
-
-        legacy_secret = "doomed-legacy-token"
-        resources.create_legacy_token_secret(api, namespace, "bound", legacy_secret)
-        legacy_raw = resources.wait_legacy_token(api, namespace, legacy_secret)
-        legacy = Token.from_raw(legacy_raw)
-
-        cases = {
-            # Legacy tokens carry no audience: reviewed for the API audiences (None) they pass.
-            "legacy": Case(legacy, review_token(api, legacy_raw, None)),
-            "pod": issue("api", BoundObject("Pod", "bound-pod", pod.metadata.uid), api_ns),
-            "service_account": issue("doomed", None),
-            "secret": issue("bound", BoundObject("Secret", "bound-secret", secret.metadata.uid)),
-        }
-        # The same token, presented to the secret store, is accepted before revocation.
-        with CALLEE_EXCLUSIVE:
-            cases["pod"].extra["store_before"] = store_says(sut_run, cases["pod"].token.raw)[0]
-
-        started = time.monotonic()
-        resources.delete_pod(api, api_ns, "bound-pod")
-        core.delete_namespaced_service_account("doomed", namespace)
-        core.delete_namespaced_secret("bound-secret", namespace)
-        core.delete_namespaced_secret(legacy_secret, namespace)
-
         def all_refused() -> bool:
             cancelled()
             for case in cases.values():
@@ -178,7 +178,15 @@ def revocation(k8s_cluster, k8s_names, sut_run) -> Iterator[RealTime]:
     scenarios = RealTime()
     cleanup: list[Callable[[], None]] = []
     try:
-        scenarios.start(REVOCATION_FIXTURE, _revocation(k8s_cluster, k8s_names, sut_run, cleanup))
+        try:
+            scenario = _revocation(k8s_cluster, k8s_names, sut_run, cleanup)
+        except Exception as exc:  # the checks that use the revocation fail with it, not the first check
+            failure = exc
+
+            def scenario(cancelled: Callable[[], None]) -> dict[str, Case]:
+                raise failure
+
+        scenarios.start(REVOCATION_FIXTURE, scenario)
         yield scenarios
     finally:
         scenarios.close()
@@ -451,14 +459,22 @@ def start_background_scenarios(request) -> None:
         request.getfixturevalue("revocation")
 
 
+DISTURBING_FIXTURES = ("outages", "without_review_rights")
+"""Module fixtures that disturb the callee (under ``CALLEE_EXCLUSIVE``): their checks run first, so
+the disturbance is over before the background revocation asks the callee again."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the checks that use the background revocation late (it has waited meanwhile) and the
+    """Run the checks whose fixtures disturb the callee first (while the revocation waits for the
+    apiserver), those that use the background revocation late (it has waited meanwhile) and the
     real-time checks last (they only collect what their scenario observed)."""
 
     def order(item: pytest.Item) -> int:
         mark = item.get_closest_marker("conformance")
         if mark and mark.args[0] in REAL_TIME_CHECKS:
+            return 3
+        if _uses_revocation(item):
             return 2
-        return 1 if _uses_revocation(item) else 0
+        return 0 if any(name in getattr(item, "fixturenames", ()) for name in DISTURBING_FIXTURES) else 1
 
     items.sort(key=order)
