@@ -8,13 +8,16 @@ plugin's fixtures, ``--k8s-provider`` / ``--kind-cluster`` / ``--kubeconfig`` to
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_k8s_sa import resources
 from pytest_k8s_sa.cluster import Cluster
+from pytest_k8s_sa.conformance import CHECK_KEY
 from pytest_k8s_sa.deploy import Deployment, deploy_manifests
 from pytest_k8s_sa.deploy.api_cut import ManifestsCut
 from pytest_k8s_sa.deploy.sut import (
@@ -28,15 +31,65 @@ from pytest_k8s_sa.fixtures import SUT_KEY
 from pytest_k8s_sa.sut import Sut
 from pytest_k8s_sa.types import Names
 
-# Session fixtures shared by several check modules, the real-time scenarios of the full profile
-# (started with the run) and the hook that runs their checks last:
+# Session fixtures shared by several check modules, the scenarios started with the run (the
+# revocation in the background; the real-time scenarios of the full profile) and the hook that runs
+# their checks late:
 from .scenarios import (  # noqa: F401
+    SCENARIO_SECONDS,
     manual_rotation,
     pytest_collection_modifyitems,
     real_time,
+    revocation,
     revoked,
+    start_background_scenarios,
     start_real_time_scenarios,
 )
+
+SESSION_INFRASTRUCTURE = frozenset(
+    {
+        "k8s_cluster",
+        "sut",
+        "sut_run",
+        "deployment",
+        "start_background_scenarios",
+        "start_real_time_scenarios",
+        "revocation",
+    }
+)
+"""Shared by every check (their time is in ACC-001's ``deploy_timings``), or only starting a scenario
+(whose own time is recorded by the fixture that collects it: ``revoked``)."""
+
+
+class _ScenarioTimer:
+    """Times every module or session fixture (a scenario checks share) as it is set up. A plugin, not
+    a conftest hook: a session fixture's setup goes through the session's hooks, which do not include
+    this folder's conftest."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
+        started = time.monotonic()
+        result = yield
+        if fixturedef.scope != "function" and fixturedef.argname not in SESSION_INFRASTRUCTURE:
+            timings = request.config.stash.setdefault(SCENARIO_SECONDS, {})
+            timings.setdefault(fixturedef.argname, round(time.monotonic() - started, 2))
+        return result
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin("k8s-sa-scenario-timer"):
+        config.pluginmanager.register(_ScenarioTimer(), "k8s-sa-scenario-timer")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """Each check records how long the scenarios it uses took (``scenario_seconds``): a scenario
+    that makes the run slow shows itself in the report."""
+    entry = item.stash.get(CHECK_KEY, None)
+    timings = item.config.stash.get(SCENARIO_SECONDS, {})
+    used = {name: timings[name] for name in getattr(item, "fixturenames", ()) if timings.get(name, 0) >= 0.1}
+    if entry is not None and used:
+        entry.record("scenario_seconds", used)
+    return (yield)
 
 
 @pytest.fixture(scope="session")

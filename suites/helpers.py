@@ -7,6 +7,7 @@ texts: any implementation may word its answers as it likes.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 
@@ -22,6 +23,11 @@ from pytest_k8s_sa.deploy.sut import SutRun
 from pytest_k8s_sa.tokens import Token, request_token
 from pytest_k8s_sa.types import ServiceAccountRef
 from pytest_k8s_sa.waiting import wait_until
+
+CALLEE_EXCLUSIVE = threading.RLock()
+"""Held while the callee is disturbed on purpose (its API cut, its review rights taken, its caller's
+token replaced) and by a background scenario while it needs the callee's normal verdicts (the
+revocation): the two never overlap, whatever else runs meanwhile."""
 
 
 def sa_ref(cluster: Cluster, workload: Workload) -> ServiceAccountRef:
@@ -141,16 +147,17 @@ def review_rights_removed(cluster: Cluster, run: SutRun) -> Iterator[None]:
         pytest.skip("the callee's system:auth-delegator ClusterRoleBinding was not found")
     api = cluster.api_client
     store = run.deployment.secret_store
-    binding = kubernetes.client.RbacAuthorizationV1Api(api).read_cluster_role_binding(run.binding)
-    labels = dict(binding.metadata.labels or {})
-    resources.delete_cluster_role_binding(api, run.binding)
-    try:
-        wait_until(
-            lambda: not may_review(cluster, store),
-            30,
-            "the callee may still create TokenReviews after its binding was deleted",
-        )
-        yield
-    finally:
-        resources.grant_auth_delegator(api, run.binding, store.namespace, store.service_account, labels)
-    wait_until(lambda: may_review(cluster, store), 30, "the restored binding does not take effect")
+    with CALLEE_EXCLUSIVE:
+        binding = kubernetes.client.RbacAuthorizationV1Api(api).read_cluster_role_binding(run.binding)
+        labels = dict(binding.metadata.labels or {})
+        resources.delete_cluster_role_binding(api, run.binding)
+        try:
+            wait_until(
+                lambda: not may_review(cluster, store),
+                30,
+                "the callee may still create TokenReviews after its binding was deleted",
+            )
+            yield
+        finally:
+            resources.grant_auth_delegator(api, run.binding, store.namespace, store.service_account, labels)
+        wait_until(lambda: may_review(cluster, store), 30, "the restored binding does not take effect")

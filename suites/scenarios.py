@@ -18,7 +18,23 @@ from pytest_k8s_sa import resources
 from pytest_k8s_sa.tokens import BoundObject, Token, TokenReviewResult, request_token, review_token
 from pytest_k8s_sa.waiting import WaitTimeout, wait_until
 
-from .helpers import call_through_caller, granted, refused, sa_ref, store_says
+from .helpers import (
+    CALLEE_EXCLUSIVE,
+    allowed_token,
+    call_through_caller,
+    granted,
+    refused,
+    sa_ref,
+    status_of,
+    store_says,
+)
+
+SCENARIO_SECONDS = pytest.StashKey[dict[str, float]]()
+"""How long each scenario (a module or session fixture, or a background scenario) took; every check
+that uses one records it as ``scenario_seconds`` (``suites/conftest.py``), so a slow one shows itself."""
+
+REVOCATION_SECONDS = 240.0
+"""How long a check waits for the background revocation (its own deadlines come first)."""
 
 
 @dataclass
@@ -31,21 +47,36 @@ class Case:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-@pytest.fixture(scope="session")
-def revoked(k8s_cluster, k8s_names, sut_run) -> Iterator[dict[str, Case]]:
-    """Bind tokens to a pod, a service account, a secret and a legacy Secret; delete them all at
-    once; wait once until every token is refused; then recreate same-name objects."""
+# --- Revocation (fast profile), in the background --------------------------------------------------
+#
+# Revocation waits for the apiserver's 10 s token cache. It starts with the first check
+# (``start_background_scenarios``): the tokens and objects are made and deleted there, the wait runs
+# in a thread, the checks that use it run late, and every other check runs meanwhile (those that
+# disturb the callee first). Whoever needs the callee undisturbed, or disturbs it (its API cut, its
+# review rights taken, its caller's token rotated), holds ``helpers.CALLEE_EXCLUSIVE`` meanwhile.
+
+REVOCATION_FIXTURE = "revoked"
+
+
+def _revocation(k8s_cluster, k8s_names, sut_run, cleanup: list[Callable[[], None]]):
+    """Bind tokens to a pod, a service account, a secret and a legacy Secret and delete them all at
+    once, here (the callee is asked before any check disturbs it); the returned scenario waits once
+    until every token is refused, then recreates same-name objects."""
     deployment = sut_run.deployment
     AUDIENCE = deployment.audience
     api = k8s_cluster.api_client
     core = resources.core(api)
     namespace = k8s_names("revocation")
+    api_ns = deployment.api.namespace
+
+    began = time.monotonic()
     resources.create_namespace(api, namespace, resources.run_labels(k8s_cluster.run_id))
+    cleanup.append(lambda: resources.delete_namespace(api, namespace))
     resources.create_service_account(api, namespace, "bound")
     resources.create_service_account(api, namespace, "doomed")
     # The pod case uses the API service's own identity, so the secret store accepts it until revoked.
-    api_ns = deployment.api.namespace
     pod = resources.create_placeholder_pod(api, api_ns, "bound-pod", "api")
+    cleanup.append(lambda: resources.delete_pod(api, api_ns, "bound-pod"))
     secret = core.create_namespaced_secret(
         namespace,
         kubernetes.client.V1Secret(
@@ -70,7 +101,8 @@ def revoked(k8s_cluster, k8s_names, sut_run) -> Iterator[dict[str, Case]]:
         "secret": issue("bound", BoundObject("Secret", "bound-secret", secret.metadata.uid)),
     }
     # The same token, presented to the secret store, is accepted before revocation.
-    cases["pod"].extra["store_before"] = store_says(sut_run, cases["pod"].token.raw)[0]
+    with CALLEE_EXCLUSIVE:
+        cases["pod"].extra["store_before"] = store_says(sut_run, cases["pod"].token.raw)[0]
 
     started, deleted_at = time.monotonic(), time.time()
     resources.delete_pod(api, api_ns, "bound-pod")
@@ -78,44 +110,99 @@ def revoked(k8s_cluster, k8s_names, sut_run) -> Iterator[dict[str, Case]]:
     core.delete_namespaced_secret("bound-secret", namespace)
     core.delete_namespaced_secret(legacy_secret, namespace)
 
-    def all_refused() -> bool:
+    def run(cancelled: Callable[[], None]) -> dict[str, Case]:
+        def all_refused() -> bool:
+            cancelled()
+            for case in cases.values():
+                if case.after is None:
+                    audiences = None if case is cases["legacy"] else [AUDIENCE]
+                    result = review_token(api, case.token.raw, audiences)
+                    if not result.authenticated:
+                        case.after, case.seconds = result, round(time.monotonic() - started, 1)
+                        case.extra["deleted_at"] = deleted_at
+            return all(case.after is not None for case in cases.values())
+
+        wait_until(
+            all_refused, 40, "tokens still accepted 40 s after their objects were deleted", max_interval=1.0
+        )
+        # The callee may honour a success it cached for up to its cache_seconds after the API refuses.
+        # Asked with the callee undisturbed (the lock), and each refusal counted only when a fresh
+        # token of the allowed caller is granted right after it: a refusal for another reason (an
+        # outage some other check plays) proves nothing about revocation.
+        api_refused = time.monotonic()
+        cache = sut_run.sut.callee.cache_seconds
+        statuses: list[int] = []
+        controls: list[int] = []
+
+        def callee_refuses() -> bool:
+            cancelled()
+            statuses.append(store_says(sut_run, cases["pod"].token.raw)[0])
+            if not refused(statuses[-1]):
+                return False
+            controls.append(status_of(sut_run, allowed_token(k8s_cluster, sut_run), timeout=10))
+            return granted(controls[-1])
+
+        with CALLEE_EXCLUSIVE:
+            waited_for_callee = round(time.monotonic() - api_refused, 2)
+            with contextlib.suppress(WaitTimeout):
+                wait_until(
+                    callee_refuses,
+                    max(api_refused + cache + 10 - time.monotonic(), 0.1),
+                    "callee still grants",
+                    max_interval=0.5,
+                )
+            refused_after = round(time.monotonic() - api_refused, 1)
+        pod_case = cases["pod"].extra
+        pod_case["store_after"] = statuses[-1]
+        pod_case["store_refused_after_api_seconds"] = refused_after
+        pod_case["cache_seconds"] = cache
+        pod_case["control_after_refusal"] = controls[-1] if controls else None
+        pod_case["callee_asked_after_api_seconds"] = waited_for_callee
+
+        # Same-name objects with new UIDs must not bring the tokens back.
+        new_pod = resources.create_placeholder_pod(api, api_ns, "bound-pod", "api")
+        new_sa = resources.create_service_account(api, namespace, "doomed")
+        cases["pod"].extra["new_pod_uid"] = new_pod.metadata.uid
+        cases["service_account"].extra["new_sa_uid"] = new_sa.metadata.uid
+        for key in ("pod", "service_account"):
+            cases[key].after_recreate = review_token(api, cases[key].token.raw, [AUDIENCE])
         for case in cases.values():
-            if case.after is None:
-                audiences = None if case is cases["legacy"] else [AUDIENCE]
-                result = review_token(api, case.token.raw, audiences)
-                if not result.authenticated:
-                    case.after, case.seconds = result, round(time.monotonic() - started, 1)
-                    case.extra["deleted_at"] = deleted_at
-        return all(case.after is not None for case in cases.values())
+            case.extra["scenario_seconds"] = round(time.monotonic() - began, 2)
+        return cases
 
-    wait_until(
-        all_refused, 40, "tokens still accepted 40 s after their objects were deleted", max_interval=1.0
-    )
-    # The callee may honour a success it cached for up to its cache_seconds after the API refuses.
-    api_refused = time.monotonic()
-    statuses: list[int] = []
+    return run
 
-    def callee_refuses() -> bool:
-        statuses.append(store_says(sut_run, cases["pod"].token.raw)[0])
-        return refused(statuses[-1])
 
-    cache = sut_run.sut.callee.cache_seconds
-    with contextlib.suppress(WaitTimeout):
-        wait_until(callee_refuses, cache + 10, "callee still grants", max_interval=0.5)
-    cases["pod"].extra["store_after"] = statuses[-1]
-    cases["pod"].extra["store_refused_after_api_seconds"] = round(time.monotonic() - api_refused, 1)
-    cases["pod"].extra["cache_seconds"] = cache
+@pytest.fixture(scope="session")
+def revocation(k8s_cluster, k8s_names, sut_run) -> Iterator[RealTime]:
+    """The revocation scenario, started now in a thread; ``revoked`` collects what it observed."""
+    scenarios = RealTime()
+    cleanup: list[Callable[[], None]] = []
+    try:
+        try:
+            scenario = _revocation(k8s_cluster, k8s_names, sut_run, cleanup)
+        except Exception as exc:  # the checks that use the revocation fail with it, not the first check
+            failure = exc
 
-    # Same-name objects with new UIDs must not bring the tokens back.
-    new_pod = resources.create_placeholder_pod(api, api_ns, "bound-pod", "api")
-    new_sa = resources.create_service_account(api, namespace, "doomed")
-    cases["pod"].extra["new_pod_uid"] = new_pod.metadata.uid
-    cases["service_account"].extra["new_sa_uid"] = new_sa.metadata.uid
-    for key in ("pod", "service_account"):
-        cases[key].after_recreate = review_token(api, cases[key].token.raw, [AUDIENCE])
-    yield cases
-    resources.delete_pod(api, api_ns, "bound-pod")
-    resources.delete_namespace(api, namespace)
+            def scenario(cancelled: Callable[[], None]) -> dict[str, Case]:
+                raise failure
+
+        scenarios.start(REVOCATION_FIXTURE, scenario)
+        yield scenarios
+    finally:
+        scenarios.close()
+        for step in reversed(cleanup):
+            step()
+
+
+@pytest.fixture(scope="session")
+def revoked(request, revocation) -> dict[str, Case]:
+    """What the revocation scenario observed (waits for it; its failure is this fixture's)."""
+    cases = revocation.result(REVOCATION_FIXTURE, REVOCATION_SECONDS)
+    request.config.stash.setdefault(SCENARIO_SECONDS, {})[REVOCATION_FIXTURE] = cases["pod"].extra[
+        "scenario_seconds"
+    ]
+    return cases
 
 
 # --- Real-time scenarios (full profile) ------------------------------------------------------------
@@ -163,30 +250,31 @@ def manual_rotation(sut_run) -> dict[str, object] | None:
     deployment = sut_run.deployment
     if observable(sut_run) is not None or not deployment.can_rotate_on_demand:
         return None
-    old = deployment.api.current_token()
-    wait_until(
-        lambda: sent_jti(sut_run) == old.jti,
-        deployment.api_token_refresh_seconds * 3 + 5,
-        "the caller does not send the token in its token file",
-    )
-    new = deployment.rotate_api_token()
-    started = time.monotonic()  # from the moment the new token is in the file
-    wait_until(
-        lambda: sent_jti(sut_run) == new.jti,
-        deployment.api_token_refresh_seconds * 3 + 5,
-        "the caller did not pick up the replaced token file within 3x its token_refresh_seconds",
-    )
-    picked_up = round(time.monotonic() - started, 2)
-    # A restarted kubelet (local-node) probes readiness afresh: until the secret store's probe
-    # passes again, its Service has no ready endpoint and the API service answers 502. Let the
-    # checks that follow start from a serving deployment.
-    wait_until(
-        lambda: granted(call_through_caller(sut_run).status_code),
-        120,
-        "the API service did not get 200 from the secret store again after the token was replaced",
-        max_interval=1.0,
-        ignore=(requests.RequestException,),
-    )
+    with CALLEE_EXCLUSIVE:  # a restarted kubelet (local-node) leaves the callee unready a while
+        old = deployment.api.current_token()
+        wait_until(
+            lambda: sent_jti(sut_run) == old.jti,
+            deployment.api_token_refresh_seconds * 3 + 5,
+            "the caller does not send the token in its token file",
+        )
+        new = deployment.rotate_api_token()
+        started = time.monotonic()  # from the moment the new token is in the file
+        wait_until(
+            lambda: sent_jti(sut_run) == new.jti,
+            deployment.api_token_refresh_seconds * 3 + 5,
+            "the caller did not pick up the replaced token file within 3x its token_refresh_seconds",
+        )
+        picked_up = round(time.monotonic() - started, 2)
+        # A restarted kubelet (local-node) probes readiness afresh: until the secret store's probe
+        # passes again, its Service has no ready endpoint and the API service answers 502. Let the
+        # checks that follow start from a serving deployment.
+        wait_until(
+            lambda: granted(call_through_caller(sut_run).status_code),
+            120,
+            "the API service did not get 200 from the secret store again after the token was replaced",
+            max_interval=1.0,
+            ignore=(requests.RequestException,),
+        )
     return {"old": old, "new": new, "picked_up_seconds": picked_up}
 
 
@@ -414,14 +502,23 @@ def real_time(request, k8s_cluster, sut_run) -> Iterator[RealTime]:
         scenarios.close()
 
 
+def _selected(session: pytest.Session) -> list[pytest.Item]:
+    """The checks this run will execute (selected, not skipped)."""
+    return [
+        item
+        for item in session.items
+        if item.get_closest_marker("conformance") and not item.get_closest_marker("skip")
+    ]
+
+
 def _selected_real_time(session: pytest.Session) -> set[str]:
     """The real-time checks this run will execute (selected, not skipped)."""
-    found = set()
-    for item in session.items:
-        mark = item.get_closest_marker("conformance")
-        if mark and mark.args[0] in REAL_TIME_CHECKS and not item.get_closest_marker("skip"):
-            found.add(mark.args[0])
-    return found
+    marks = (item.get_closest_marker("conformance") for item in _selected(session))
+    return {mark.args[0] for mark in marks if mark and mark.args[0] in REAL_TIME_CHECKS}
+
+
+def _uses_revocation(item: pytest.Item) -> bool:
+    return REVOCATION_FIXTURE in getattr(item, "fixturenames", ())
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -431,16 +528,34 @@ def start_real_time_scenarios(request) -> None:
         request.getfixturevalue("real_time")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the real-time checks last (they only collect what their scenario observed meanwhile), and
-    the signing-key rotation after them."""
+@pytest.fixture(scope="session", autouse=True)
+def start_background_scenarios(request) -> None:
+    """Start the revocation with the first check of the run when a selected check needs it: its
+    10 s wait then overlaps every other check instead of adding to them."""
+    if any(_uses_revocation(item) for item in _selected(request.session)):
+        request.getfixturevalue("revocation")
 
-    def real_time_last(item: pytest.Item) -> bool:
+
+DISTURBING_FIXTURES = ("outages", "without_review_rights", "lying_reviews")
+"""Module fixtures that disturb the callee (under ``CALLEE_EXCLUSIVE``): their checks run first, so
+the disturbance is over before the background revocation asks the callee again."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the checks whose fixtures disturb the callee first (while the revocation waits for the
+    apiserver), those that use the background revocation late (it has waited meanwhile), the
+    real-time checks last (they only collect what their scenario observed), and the signing-key
+    rotation after them (retiring a key refuses the tokens their scenarios wait on)."""
+
+    def order(item: pytest.Item) -> int:
         mark = item.get_closest_marker("conformance")
-        return bool(mark and mark.args[0] in REAL_TIME_CHECKS)
+        if mark and mark.args[0] in REAL_TIME_CHECKS:
+            return 3
+        if _uses_revocation(item):
+            return 2
+        return 0 if any(name in getattr(item, "fixturenames", ()) for name in DISTURBING_FIXTURES) else 1
 
     def rotates_key(item: pytest.Item) -> bool:
-        # After the real-time checks: retiring a signing key refuses the tokens their scenarios wait on.
         return "key_rotation" in getattr(item, "fixturenames", ())
 
-    items.sort(key=lambda item: (rotates_key(item), real_time_last(item)))
+    items.sort(key=lambda item: (rotates_key(item), order(item)))

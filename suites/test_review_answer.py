@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import allowed_token, granted, sa_ref, status_of, wait_for_grant
+from .helpers import CALLEE_EXCLUSIVE, allowed_token, granted, sa_ref, status_of, wait_for_grant
 
 RECOVERY_SECONDS = 60.0
 
@@ -72,29 +72,31 @@ def lying_reviews(k8s_cluster, sut_run):
             "it does not review through its Kubernetes API that way, so no review answer can be played"
         )
     cases: dict[str, dict[str, Any]] = {}
-    try:
-        for name, status in _lies(k8s_cluster, sut_run).items():
-            answered = proxy.reviews_answered()
-            proxy.set_mode("review", json.dumps(status).encode())
-            started = time.monotonic()
-            verdict = status_of(sut_run, allowed_token(k8s_cluster, sut_run), timeout=30)
-            seconds = round(time.monotonic() - started, 2)
-            delivered = proxy.reviews_answered() - answered
+    # The callee is disturbed (its reviews answered by the cut): nothing else may ask it meanwhile.
+    with CALLEE_EXCLUSIVE:
+        try:
+            for name, status in _lies(k8s_cluster, sut_run).items():
+                answered = proxy.reviews_answered()
+                proxy.set_mode("review", json.dumps(status).encode())
+                started = time.monotonic()
+                verdict = status_of(sut_run, allowed_token(k8s_cluster, sut_run), timeout=30)
+                seconds = round(time.monotonic() - started, 2)
+                delivered = proxy.reviews_answered() - answered
+                proxy.set_mode("forward")
+                try:
+                    recovered = wait_for_grant(
+                        k8s_cluster, sut_run, RECOVERY_SECONDS, f"no recovery after {name}"
+                    )
+                except Exception:
+                    recovered = None
+                cases[name] = {
+                    "status": verdict,
+                    "answered_after_seconds": seconds,
+                    "reviews_answered_by_the_cut": delivered,
+                    "recovered_after_seconds": recovered,
+                }
+        finally:
             proxy.set_mode("forward")
-            try:
-                recovered = wait_for_grant(
-                    k8s_cluster, sut_run, RECOVERY_SECONDS, f"no recovery after {name}"
-                )
-            except Exception:
-                recovered = None
-            cases[name] = {
-                "status": verdict,
-                "answered_after_seconds": seconds,
-                "reviews_answered_by_the_cut": delivered,
-                "recovered_after_seconds": recovered,
-            }
-    finally:
-        proxy.set_mode("forward")
     return {"how": proxy.how, "normal_status": normal, "cases": cases}
 
 

@@ -33,6 +33,8 @@ def test_pod_deletion_revokes(check, revoked):
     check.record("callee_after", case.extra["store_after"])
     check.record("callee_refused_after_api_seconds", case.extra["store_refused_after_api_seconds"])
     check.record("cache_seconds_allowed", case.extra["cache_seconds"])
+    check.record("callee_asked_after_api_seconds", case.extra["callee_asked_after_api_seconds"])
+    check.record("fresh_token_granted_after_the_refusal", case.extra["control_after_refusal"])
     assert case.before.authenticated
     assert case.after is not None
     assert not case.after.authenticated

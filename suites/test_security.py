@@ -18,7 +18,16 @@ from pytest_k8s_sa.flaky_api import http_response
 from pytest_k8s_sa.rawhttp import raw_request
 from pytest_k8s_sa.tokens import mint_token, request_token
 
-from .helpers import allowed_token, granted, intruder_token, refused, sa_ref, status_of, wait_for_grant
+from .helpers import (
+    CALLEE_EXCLUSIVE,
+    allowed_token,
+    granted,
+    intruder_token,
+    refused,
+    sa_ref,
+    status_of,
+    wait_for_grant,
+)
 
 MIB = 1024 * 1024
 OUTAGE_ANSWER_SECONDS = 15.0
@@ -256,33 +265,34 @@ def outages(k8s_cluster, sut_run):
     ask_seconds = max(OUTAGE_ANSWER_SECONDS, sut_run.sut.callee.decision_timeout_seconds) + ASK_MARGIN_SECONDS
     results: dict[str, object] = {"how": proxy.how, "normal_verdict": normal, "ask_seconds": ask_seconds}
     played, not_played = {}, {}
-    try:
-        for name, (mode, response) in OUTAGES.items():
-            if mode not in proxy.modes:
-                not_played[name] = (
-                    "answers over TLS, which needs a certificate for `kubernetes` from the cluster's CA; "
-                    f"the {k8s_cluster.provider} provider does not hold its key (local-node and kind do)"
-                )
-                continue
-            proxy.set_mode(mode, response)
-            cut_at, started = time.time(), time.monotonic()
-            status = status_of(sut_run, allowed_token(k8s_cluster, sut_run), timeout=ask_seconds)
-            answered = round(time.monotonic() - started, 2)
+    with CALLEE_EXCLUSIVE:
+        try:
+            for name, (mode, response) in OUTAGES.items():
+                if mode not in proxy.modes:
+                    not_played[name] = (
+                        "answers over TLS, which needs a certificate for `kubernetes` from the cluster's CA; "
+                        f"the {k8s_cluster.provider} provider does not hold its key (local-node and kind do)"
+                    )
+                    continue
+                proxy.set_mode(mode, response)
+                cut_at, started = time.time(), time.monotonic()
+                status = status_of(sut_run, allowed_token(k8s_cluster, sut_run), timeout=ask_seconds)
+                answered = round(time.monotonic() - started, 2)
+                proxy.set_mode("forward")
+                try:
+                    recovered = wait_for_grant(
+                        k8s_cluster, sut_run, RECOVERY_SECONDS, f"no recovery after {name}"
+                    )
+                except Exception:
+                    recovered = None
+                played[name] = {
+                    "cut_at": round(cut_at, 3),
+                    "status": status,
+                    "answered_after_seconds": answered,
+                    "recovered_after_seconds": recovered,
+                }
+        finally:
             proxy.set_mode("forward")
-            try:
-                recovered = wait_for_grant(
-                    k8s_cluster, sut_run, RECOVERY_SECONDS, f"no recovery after {name}"
-                )
-            except Exception:
-                recovered = None
-            played[name] = {
-                "cut_at": round(cut_at, 3),
-                "status": status,
-                "answered_after_seconds": answered,
-                "recovered_after_seconds": recovered,
-            }
-    finally:
-        proxy.set_mode("forward")
     results["played"], results["not_played"] = played, not_played
     return results
 

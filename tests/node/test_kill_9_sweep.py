@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock, Timeout
+from host_commands import LOCAL_NODE
 
 from pytest_k8s_sa.node.host import missing_prerequisites
 from pytest_k8s_sa.node.node import state_dir
@@ -68,9 +69,7 @@ def test_next_start(k8s_cluster):
     assert k8s_cluster.capabilities.runs_pods
 """
 
-pytestmark = pytest.mark.skipif(
-    sys.platform != "linux" or os.geteuid() != 0, reason="the local-node provider needs Linux and root"
-)
+pytestmark = pytest.mark.host_commands(*LOCAL_NODE, root=True)
 
 
 def _node_lock() -> FileLock:

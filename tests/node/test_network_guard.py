@@ -1,16 +1,15 @@
 """The egress guard of the local node: installed and verified before anything uses 198.18.0.0/15.
 
 The order test records the commands instead of running them (no root needed). The live test
-(root, Linux) installs the guard for real, checks that a connection to a Service address fails
-locally at once, and removes the guard again.
+installs the guard for real, checks that a connection to a Service address fails locally at once,
+and removes the guard again: it needs root and ``iptables`` (the ``host_commands`` marker skips it,
+naming them, on a machine without).
 """
 
 from __future__ import annotations
 
 import errno
-import os
 import socket
-import sys
 
 import pytest
 from filelock import FileLock, Timeout
@@ -80,7 +79,7 @@ def test_incomplete_guard_stops_the_start():
     assert not any(a[:3] == ["ip", "netns", "add"] for a in runner.history)
 
 
-@pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="needs Linux and root")
+@pytest.mark.host_commands("ip", "iptables", root=True)
 def test_live_guard_blocks_the_range_and_is_removed():
     # Hold the node lock: removing the guard under a running node would take its egress guard away.
     lock = FileLock(str(state_dir() / "node.lock"))

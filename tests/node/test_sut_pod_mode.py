@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+from host_commands import LOCAL_NODE
 
 from .sut_images import build
 
@@ -34,14 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(1800),
-    pytest.mark.skipif(
-        sys.platform != "linux" or os.geteuid() != 0, reason="the local-node provider needs root on Linux"
-    ),
-    pytest.mark.skipif(
-        not all(shutil.which(tool) for tool in ("runc", "mmdebstrap", "iptables", "conntrack")),
-        reason="the local-node provider needs `apt-get install -y runc containernetworking-plugins iptables "
-        "mmdebstrap conntrack` (.ci/run installs them before the project's tests)",
-    ),
+    pytest.mark.host_commands(*LOCAL_NODE, root=True),
 ]
 
 
