@@ -128,3 +128,41 @@ def test_one_kubeconfig_writer_for_certificates_and_token_files(tmp_path: Path, 
         "client-certificate": str(tmp_path / "c"),
         "client-key": str(tmp_path / "k"),
     }
+
+
+def _cluster(runs_pods: bool) -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        capabilities=SimpleNamespace(runs_pods=runs_pods), run_id="r1", provider="test", api_client=None
+    )
+
+
+@pytest.mark.parametrize(
+    ("runs_pods", "is_reference", "mode"),
+    [(False, True, "process"), (False, False, "process"), (True, True, "manifests"), (True, False, "pod")],
+)
+def test_the_one_deploy_path_picks_the_mode(runs_pods: bool, is_reference: bool, mode: str) -> None:
+    from pytest_k8s_sa.deploy.sut import deploy_mode
+
+    sut = reference()
+    if not is_reference:
+        sut = type(sut)(sut.implementation, sut.callee, sut.caller, Path("sut.yaml"))
+    assert deploy_mode(_cluster(runs_pods), sut) == mode
+
+
+@pytest.mark.parametrize(("runs_pods", "missing"), [(False, "command"), (True, "image")])
+def test_a_sut_without_what_the_mode_needs_fails_before_touching_the_cluster(
+    tmp_path: Path, runs_pods: bool, missing: str
+) -> None:
+    from pytest_k8s_sa.deploy.sut import deploy_sut
+    from pytest_k8s_sa.sut import SutError
+
+    ref = reference()
+    callee = type(ref.callee)(**{**ref.callee.__dict__, "image": None, "command": None})
+    sut = type(ref)(ref.implementation, callee, None, tmp_path / "sut.yaml")
+    with (
+        pytest.raises(SutError, match=rf"callee\.{missing} is needed"),
+        deploy_sut(_cluster(runs_pods), lambda stem: stem, tmp_path, sut),
+    ):
+        pass
