@@ -29,9 +29,9 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "tests", "-n", "2", "-p", "no:cacheprovider", *session.posargs)
 
 
-def _conformance(session: nox.Session, report: str, *provider: str) -> None:
+def _conformance(session: nox.Session, report: str, *provider: str, profile: str = "fast") -> None:
     _install(session)
-    args = session.posargs or ["--conformance-profile", "fast"]
+    args = session.posargs or ["--conformance-profile", profile]
     session.run(
         "pytest",
         "suites",
@@ -50,6 +50,16 @@ def _conformance(session: nox.Session, report: str, *provider: str) -> None:
 def conformance(session: nox.Session) -> None:
     """The conformance suite (fast profile) on the embedded local cluster, with its JSON report."""
     _conformance(session, "conformance")
+
+
+@nox.session(python=PYTHON)
+def conformance_full(session: nox.Session) -> None:
+    """The whole full profile on the embedded local cluster, report in reports/full.json.
+
+    About 11 minutes, nearly all of it waiting: EXP-004 holds a real 600 s token until the apiserver
+    refuses it and ROT-003 waits for the refresh at 80 % of one; .ci/run runs it in the background.
+    """
+    _conformance(session, "full", profile="full")
 
 
 @nox.session(python=PYTHON)
@@ -120,11 +130,15 @@ def conformance_go_example(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format) and mypy --strict on the package."""
+    """ruff (lint and format), mypy --strict on the package and the conformance suite, and pylint's
+    redefined-outer-name, which ruff lacks (a local name hiding an imported one broke EXP-004)."""
     session.install("-e", ".[test,lint]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    session.run(
+        "pylint", "pytest_k8s_sa", "suites", "tests", "benchmarks", "examples", "conftest.py", "noxfile.py"
+    )
 
 
 @nox.session(python=PYTHON)

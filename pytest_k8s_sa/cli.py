@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     from .upstream_e2e.command import add_parser as add_upstream_e2e
 
     add_upstream_e2e(sub)
+    from .catalogue.command import add_parser as add_checks
+
+    add_checks(sub)
     sub.add_parser(
         "conformance",
         help="run the conformance suite from any folder: k8s-sa conformance [--sut FILE] [pytest options]",
@@ -140,6 +143,12 @@ def conformance(pytest_args: list[str]) -> int:
     if pytest_args[:1] in (["-h"], ["--help"]):
         print(conformance.__doc__)
         return pytest.main([str(suite_dir()), "--help"])
+    from .report.rerun import rerun_args
+
+    pytest_args, failed = rerun_args(pytest_args)
+    if failed == []:
+        print("k8s-sa: the report has no failed check: nothing to re-run")
+        return 0
     args = [str(suite_dir()), *pytest_args]
     if "cacheprovider" not in pytest_args:
         args[1:1] = ["-p", "no:cacheprovider"]  # no .pytest_cache inside site-packages
@@ -200,7 +209,11 @@ def _up(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["conformance"]:
-        return conformance(argv[1:])  # every further argument is pytest's
+        try:
+            return conformance(argv[1:])  # every further argument is pytest's
+        except K8sSAError as exc:
+            print(f"k8s-sa: error: {exc}", file=sys.stderr)
+            return 2
     args = _parser().parse_args(argv)
     try:
         if args.command == "build":
@@ -212,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
             from .upstream_e2e.command import run as run_upstream_e2e
 
             return run_upstream_e2e(args)
+        if args.command == "checks":
+            from .catalogue.command import run as run_checks
+
+            return run_checks(args)
         return _up(args)
     except K8sSAError as exc:
         print(f"k8s-sa: error: {exc}", file=sys.stderr)

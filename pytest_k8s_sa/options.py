@@ -200,6 +200,47 @@ OPTIONS: tuple[Option, ...] = (
         "judges; without it, this project's reference workloads.",
     ),
     Option(
+        "--conformance-summary",
+        "conformance_summary",
+        "k8s_sa_conformance_summary",
+        "K8S_SA_CONFORMANCE_SUMMARY",
+        "Write a Markdown summary of the verdict (result, failed checks with what to fix, a table of all) "
+        "to this path; it is also appended to $GITHUB_STEP_SUMMARY when that is set.",
+    ),
+    Option(
+        "--conformance-html",
+        "conformance_html",
+        "k8s_sa_conformance_html",
+        "K8S_SA_CONFORMANCE_HTML",
+        "Write a self-contained HTML report (filters, each check's requirement and evidence, a timeline) "
+        "to this path; it needs no network to read.",
+    ),
+    Option(
+        "--conformance-artifacts",
+        "conformance_artifacts",
+        "k8s_sa_conformance_artifacts",
+        "K8S_SA_CONFORMANCE_ARTIFACTS",
+        "Where to keep what explains each failed check (log tails, pods and events in pod mode, tokens "
+        "reduced to jti and claims); default: <report>-artifacts beside --conformance-report. The "
+        "report's outputs and this folder are also packed into <report>.tar.gz.",
+    ),
+    Option(
+        "--conformance-checks",
+        "conformance_checks",
+        "k8s_sa_conformance_checks",
+        "K8S_SA_CONFORMANCE_CHECKS",
+        "Run only these checks: comma-separated ids and areas (e.g. SEC-003,REV,ALLOW); the report's "
+        "result then speaks for the selection only.",
+    ),
+    Option(
+        "--conformance-level",
+        "conformance_level",
+        "k8s_sa_conformance_level",
+        "K8S_SA_CONFORMANCE_LEVEL",
+        "Run only the checks of this level: must or should.",
+        choices=("must", "should"),
+    ),
+    Option(
         "--conformance-strict",
         "conformance_strict",
         "k8s_sa_conformance_strict",

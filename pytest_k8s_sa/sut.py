@@ -41,7 +41,8 @@ PLACEHOLDERS = (
 
 * ``PORT``: the port to listen on (process mode: a free loopback port the suite picked; pod mode: ``port``),
 * ``AUDIENCE``: the callee's ``audience``,
-* ``ALLOWED_SERVICE_ACCOUNTS``: ``namespace:name`` of the allowed caller (comma-separated),
+* ``ALLOWED_SERVICE_ACCOUNTS``: comma-separated ``namespace:name`` entries: the allowed caller and a
+  second name with a dot in its namespace (:func:`allowed_service_accounts`),
 * ``KUBECONFIG``: process mode: a kubeconfig (JSON) authenticating as the callee's own service
   account (RBAC applies as in a pod); pod mode: empty (use the in-cluster config),
 * ``NAMESPACE``: the namespace the workload runs in,
@@ -55,9 +56,21 @@ HEADERS_AUTHORIZATION = "Authorization"
 TOP_KEYS = ("implementation", "callee", "caller")
 IMPLEMENTATION_KEYS = ("name", "version", "url")
 WORKLOAD_KEYS = ("image", "image_archive", "command", "port", "env")
-CALLEE_KEYS = (*WORKLOAD_KEYS, "audience", "header", "health_path", "cache_seconds")
+CALLEE_KEYS = (
+    *WORKLOAD_KEYS,
+    "audience",
+    "header",
+    "health_path",
+    "cache_seconds",
+    "decision_timeout_seconds",
+)
 CALLER_KEYS = (*WORKLOAD_KEYS, "token_path", "token_refresh_seconds", "call_path", "health_path")
 REFERENCE_NAME = "pytest-k8s-sa reference workloads"
+DECISION_TIMEOUT_SECONDS = 15.0
+"""Default of ``callee.decision_timeout_seconds``: how long the callee may take to answer (never with a
+grant) while its Kubernetes API is refused, hanging or answering garbage (AVAIL-002)."""
+DECISION_TIMEOUT_MAX_SECONDS = 60.0
+"""A gate that may wait longer than a minute per request turns an API brownout into an outage."""
 
 
 class SutError(K8sSAError):
@@ -101,6 +114,7 @@ class CalleeSpec(WorkloadSpec):
     audience: str = "secret-store"
     header: str = "X-Client-Id"
     cache_seconds: float = 10.0
+    decision_timeout_seconds: float = DECISION_TIMEOUT_SECONDS
 
     def credential_headers(self, token: str) -> dict[str, str]:
         """The header a caller puts its token in (``Authorization`` uses the Bearer scheme)."""
@@ -285,6 +299,20 @@ def _workload(where: str, data: Any, prefix: str, allowed: tuple[str, ...], base
     }
 
 
+def _decision_timeout(reader: _Reader) -> float:
+    """``callee.decision_timeout_seconds``: above 0 (a callee cannot answer in no time) and at most 60."""
+    value = reader.number(
+        "decision_timeout_seconds", DECISION_TIMEOUT_SECONDS, minimum=0, maximum=DECISION_TIMEOUT_MAX_SECONDS
+    )
+    if value <= 0:
+        raise reader.fail(
+            "decision_timeout_seconds",
+            f"{value:g} must be above 0 (at most {DECISION_TIMEOUT_MAX_SECONDS:g}): "
+            "the seconds the callee may take to refuse while its API is down",
+        )
+    return value
+
+
 def parse(data: Any, *, where: str, base: Path) -> tuple[Implementation, CalleeSpec, CallerSpec | None]:
     """Check a SUT document (already parsed YAML) and build its parts; ``where`` names it in errors."""
     if not isinstance(data, dict):
@@ -313,6 +341,7 @@ def parse(data: Any, *, where: str, base: Path) -> tuple[Implementation, CalleeS
         audience=str(reader.text("audience", required=True)),
         header=header,
         cache_seconds=reader.number("cache_seconds", 10, minimum=0, maximum=3600),
+        decision_timeout_seconds=_decision_timeout(reader),
     )
     caller: CallerSpec | None = None
     if data.get("caller") is not None:
@@ -415,3 +444,90 @@ def reference() -> Sut:
 def python_executable() -> str:
     """``${PYTHON}``: the interpreter running the suite."""
     return sys.executable
+
+
+# --- hostile values: what the suite invents must never be the SUT's own -----------------------
+
+OTHER_AUDIENCES = ("data-store", "other")
+"""The audiences the suite presents as *another* service's (AUD-002: the intruder's token for the data
+store; AUD-004: a token for two audiences). :func:`other_audience` makes each differ from the callee's."""
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def other_audience(own: str, preferred: str) -> str:
+    """``preferred``, or ``preferred-2``, ``-3``... : an audience that is not the callee's ``own``.
+
+    A token for "another" audience that happens to be the callee's own is valid for it, and the check
+    presenting it would fail (or pass) for a reason that is not the audience.
+    """
+    candidate, suffix = preferred, 2
+    while candidate == own:
+        candidate, suffix = f"{preferred}-{suffix}", suffix + 1
+    return candidate
+
+
+def is_namespace_name(name: str) -> bool:
+    """A valid namespace name: a DNS-1123 label (at most 63 lowercase alphanumerics and ``-``)."""
+    return len(name) <= 63 and _DNS_LABEL.fullmatch(name) is not None
+
+
+def is_service_account_name(name: str) -> bool:
+    """A valid service account name: a DNS-1123 subdomain (at most 253 characters, dots allowed)."""
+    return len(name) <= 253 and _DNS_SUBDOMAIN.fullmatch(name) is not None
+
+
+def _part(text: str) -> str:
+    """A proper part of ``text`` that begins it and is a valid name: without its last ``-`` segment
+    (``api-1a2b-gw0-1`` -> ``api-1a2b-gw0``; never what :class:`~pytest_k8s_sa.types.Names` makes, whose
+    names end in ``-<counter>``), or without its last character."""
+    head, sep, _ = text.rpartition("-")
+    part = head if sep and head else text[:-1]
+    return part.rstrip("-.")
+
+
+DOTTED_ALLOWED_NAME = "caller.v1"
+"""A second allowed service account in the allowed caller's namespace, whose name holds a dot: an
+allow-list that reads its entries as patterns (a regular expression, unescaped) also grants
+``caller-v1`` or ``callerxv1`` (ALLOW-006). It need not exist; nothing else resembles it, so only such a
+matcher grants its look-alikes. ``fixtures/manifests/30-secret-store.yaml`` lists it too."""
+
+
+def allowed_service_accounts(namespace: str, name: str) -> str:
+    """``${ALLOWED_SERVICE_ACCOUNTS}``: the allowed caller, and the dotted second entry beside it."""
+    return f"{namespace}:{name},{namespace}:{DOTTED_ALLOWED_NAME}"
+
+
+def pattern_identities(namespace: str, name: str = DOTTED_ALLOWED_NAME) -> dict[str, tuple[str, str]]:
+    """``namespace:name`` with each dot of ``name`` read as a pattern would: any one character."""
+    variants = {name.replace(".", "-"), name.replace(".", "x")} - {name}
+    return {
+        f"{namespace}:{variant}": (namespace, variant)
+        for variant in sorted(variants)
+        if is_namespace_name(namespace) and is_service_account_name(variant)
+    }
+
+
+def lookalike_identities(namespace: str, name: str) -> dict[str, dict[str, tuple[str, str]]]:
+    """Identities that extend, contain or are a part of the allowed ``namespace:name``, by kind.
+
+    ``{"name extended": {"<ns>:<name>-x": (ns, name + "-x"), ...}, "namespace extended": ...,
+    "part": ...}``: each a valid namespace and service account name, none equal to the allowed one.
+    An allow-list that matches by prefix, suffix, substring or an unanchored pattern grants one of
+    them (ALLOW-003..005); only equality of both parts refuses them all. A variant that would not be a
+    valid name (a 63-character namespace cannot be extended) is left out.
+    """
+    kinds = {
+        "name extended": [(namespace, f"{name}-x"), (namespace, f"x{name}")],
+        "namespace extended": [(f"{namespace}-x", name), (f"x{namespace}", name)],
+        "part": [(namespace, _part(name)), (_part(namespace), name)],
+    }
+    out: dict[str, dict[str, tuple[str, str]]] = {}
+    for kind, pairs in kinds.items():
+        valid = {
+            f"{ns}:{sa}": (ns, sa)
+            for ns, sa in pairs
+            if is_namespace_name(ns) and is_service_account_name(sa) and (ns, sa) != (namespace, name)
+        }
+        out[kind] = valid
+    return out

@@ -16,6 +16,7 @@ import requests
 
 from pytest_k8s_sa import resources
 from pytest_k8s_sa.cluster import Cluster
+from pytest_k8s_sa.conformance import not_applicable
 from pytest_k8s_sa.deploy import Workload
 from pytest_k8s_sa.deploy.sut import SutRun
 from pytest_k8s_sa.tokens import Token, request_token
@@ -53,7 +54,8 @@ def store_says(run: SutRun, token: str | None) -> tuple[int, str]:
 
 def require_caller(run: SutRun) -> None:
     if not run.has_caller:
-        pytest.skip("the SUT file names no caller (`caller:`), so there is no caller to judge")
+        # Not applicable, not skipped: the SUT declares no caller, so a verdict without it is complete.
+        not_applicable("the SUT file names no caller (`caller:`), so there is no caller to judge")
 
 
 def call_through_caller(run: SutRun) -> requests.Response:

@@ -32,7 +32,7 @@ class Case:
 
 
 @pytest.fixture(scope="session")
-def revoked(k8s_cluster, k8s_names, sut_run) -> dict[str, Case]:
+def revoked(k8s_cluster, k8s_names, sut_run) -> Iterator[dict[str, Case]]:
     """Bind tokens to a pod, a service account, a secret and a legacy Secret; delete them all at
     once; wait once until every token is refused; then recreate same-name objects."""
     deployment = sut_run.deployment
@@ -72,7 +72,7 @@ def revoked(k8s_cluster, k8s_names, sut_run) -> dict[str, Case]:
     # The same token, presented to the secret store, is accepted before revocation.
     cases["pod"].extra["store_before"] = store_says(sut_run, cases["pod"].token.raw)[0]
 
-    started = time.monotonic()
+    started, deleted_at = time.monotonic(), time.time()
     resources.delete_pod(api, api_ns, "bound-pod")
     core.delete_namespaced_service_account("doomed", namespace)
     core.delete_namespaced_secret("bound-secret", namespace)
@@ -85,6 +85,7 @@ def revoked(k8s_cluster, k8s_names, sut_run) -> dict[str, Case]:
                 result = review_token(api, case.token.raw, audiences)
                 if not result.authenticated:
                     case.after, case.seconds = result, round(time.monotonic() - started, 1)
+                    case.extra["deleted_at"] = deleted_at
         return all(case.after is not None for case in cases.values())
 
     wait_until(
@@ -254,71 +255,147 @@ class RealTime:
             thread.join(self.JOIN_SECONDS)
 
 
-def _expiry(k8s_cluster, sut_run) -> Callable[[Callable[[], None]], Expiry]:
+EXPIRY_TOKEN_SECONDS = 600
+"""EXP-004's token lifetime: the shortest a TokenRequest may ask for (EXP-001)."""
+EXPIRY_REFUSED_WITHIN_SECONDS = 180.0
+"""How long after ``exp`` the apiserver may still accept the token: its 60 s leeway, with margin."""
+CALLEE_GRACE_SECONDS = 15.0
+"""Beyond the callee's ``cache_seconds``: how long it may still grant once the apiserver refuses."""
+
+
+def expiry_scenario(
+    k8s_cluster,
+    sut_run,
+    *,
+    token: Token | None = None,
+    expiration_seconds: int = EXPIRY_TOKEN_SECONDS,
+    refused_within_seconds: float = EXPIRY_REFUSED_WITHIN_SECONDS,
+    callee_grace_seconds: float = CALLEE_GRACE_SECONDS,
+) -> Callable[[Callable[[], None]], Expiry]:
+    """EXP-004: present a token to the apiserver and the callee now, then (the returned function, run
+    in a thread) review it until the apiserver refuses it, and ask the callee until it refuses too.
+
+    The durations are parameters, and ``token`` may be given (default: a real TokenRequest of
+    ``expiration_seconds``), so the project's own tests run the same code in seconds with a token
+    minted by the cluster's key whose ``exp`` + leeway is only seconds away.
+    """
     deployment = sut_run.deployment
     api = k8s_cluster.api_client
-    sa = sa_ref(k8s_cluster, deployment.api)
-    token = request_token(api, sa.namespace, sa.name, audiences=[deployment.audience], expiration_seconds=600)
+    if token is None:
+        sa = sa_ref(k8s_cluster, deployment.api)
+        token = request_token(
+            api, sa.namespace, sa.name, audiences=[deployment.audience], expiration_seconds=expiration_seconds
+        )
+    watched = token
     state = Expiry(
-        token,
-        review_before=review_token(api, token.raw, [deployment.audience]).authenticated,
-        store_before=store_says(sut_run, token.raw)[0],
+        watched,
+        review_before=review_token(api, watched.raw, [deployment.audience]).authenticated,
+        store_before=store_says(sut_run, watched.raw)[0],
     )
+    # From now: exp is this far away (the whole lifetime for a fresh token), and the refusal may take
+    # refused_within_seconds more.
+    deadline = max(0.0, float(watched.claims["exp"]) - time.time()) + refused_within_seconds
 
     polls = itertools.count()
 
     def run(cancelled: Callable[[], None]) -> Expiry:
-        def refused() -> bool:
+        def api_refuses() -> bool:
             cancelled()
             # The apiserver caches a successful authentication for 10 s, keyed by token and
             # audiences. A second, unique audience per poll makes every review a fresh validation,
             # so the refusal is seen when exp + leeway has passed, not up to 10 s later. The token's
             # own audience is still required: the review succeeds only through it.
             audiences = [deployment.audience, f"k8s-sa-poll-{next(polls)}"]
-            if review_token(api, token.raw, audiences).authenticated:
+            if review_token(api, watched.raw, audiences).authenticated:
                 return False
             state.refused_at = time.time()
             return True
 
-        wait_until(refused, 600 + 180, "token still accepted 3 minutes after exp", max_interval=2.0)
+        wait_until(
+            api_refuses,
+            deadline,
+            f"token still accepted {refused_within_seconds:g} s after exp",
+            max_interval=2.0,
+        )
         # The callee may honour a success it cached for up to its cache_seconds.
         statuses: list[int] = []
 
         def callee_refuses() -> bool:
             cancelled()
-            statuses.append(store_says(sut_run, token.raw)[0])
+            statuses.append(store_says(sut_run, watched.raw)[0])
             return refused(statuses[-1])
 
         with contextlib.suppress(WaitTimeout):
-            wait_until(callee_refuses, sut_run.sut.callee.cache_seconds + 15, "callee still grants")
+            wait_until(
+                callee_refuses, sut_run.sut.callee.cache_seconds + callee_grace_seconds, "callee still grants"
+            )
         state.store_after = statuses[-1] if statuses else None
         return state
 
     return run
 
 
-def _refresh(sut_run) -> Callable[[Callable[[], None]], Refresh]:
+def judge_expiry(state: Expiry, record: Callable[[str, object], None]) -> None:
+    """EXP-004's verdict on what :func:`expiry_scenario` observed (the check and the project's tests)."""
+    exp = state.token.claims["exp"]
+    record("exp", exp)
+    record("review_before", state.review_before)
+    record("status_before", state.store_before)
+    record("observed_leeway_seconds", None if state.refused_at is None else round(state.refused_at - exp, 1))
+    record("status_after_expiry", state.store_after)
+    assert state.review_before, "the apiserver refused the token before its exp"
+    assert granted(state.store_before), (
+        f"the callee did not grant the token before its exp ({state.store_before})"
+    )
+    assert state.refused_at is not None, "the apiserver never refused the token"
+    assert state.refused_at >= exp, "refused before its exp"
+    assert state.store_after is not None, "the callee was never asked after the apiserver refused the token"
+    assert refused(state.store_after), "the callee still grants the token after exp and its cache_seconds"
+
+
+def refresh_scenario(
+    sut_run, *, within_seconds: float | None = None
+) -> Callable[[Callable[[], None]], Refresh]:
+    """ROT-003: note the caller's token file now, then (the returned function, run in a thread) make
+    the caller call until it sends a token issued after that one, as the kubelet refreshes the file.
+
+    ``within_seconds`` (default: the token's lifetime) bounds the wait; the project's own tests give
+    the caller's file a short-lived token minted by the cluster's key and a short bound.
+    """
     deployment = sut_run.deployment
     state = Refresh(deployment.api.current_token())
+    first = state.first
+    # Not a refresh: no token, the token in the file now, or what the caller sends now (a caller that
+    # never re-reads its file may still send an older one; that one is stale too).
+    stale = {None, first.jti, sent_jti(sut_run)}
+    bound = float(first.claims["exp"] - first.claims["iat"]) if within_seconds is None else within_seconds
 
     def run(cancelled: Callable[[], None]) -> Refresh:
-        first = state.first
-
         def replaced() -> bool:
             cancelled()
-            return sent_jti(sut_run) not in (None, first.jti)
+            return sent_jti(sut_run) not in stale
 
-        wait_until(
-            replaced,
-            first.claims["exp"] - first.claims["iat"],
-            "no refresh within the token's lifetime",
-            max_interval=2.0,
-        )
+        wait_until(replaced, bound, "no refresh within the token's lifetime", max_interval=2.0)
         state.refreshed_at = time.time()
         state.status = call_through_caller(sut_run).status_code
         return state
 
     return run
+
+
+def judge_refresh(state: Refresh, record: Callable[[str, object], None]) -> None:
+    """ROT-003's verdict on what :func:`refresh_scenario` observed (the check and the project's tests)."""
+    first = state.first
+    lifetime = first.claims["exp"] - first.claims["iat"]
+    assert state.refreshed_at is not None, "the caller never sent a refreshed token"
+    refreshed_after = state.refreshed_at - first.claims["iat"]
+    record("lifetime_seconds", lifetime)
+    record("refreshed_after_seconds", round(refreshed_after, 1))
+    record("refreshed_at_fraction", round(refreshed_after / lifetime, 3))
+    record("status", state.status)
+    assert refreshed_after < lifetime, "the caller sent a refreshed token only after the old one's lifetime"
+    assert state.status is not None, "no call through the caller after the refresh"
+    assert granted(state.status), f"the call with the refreshed token was not granted ({state.status})"
 
 
 @pytest.fixture(scope="session")
@@ -328,10 +405,10 @@ def real_time(request, k8s_cluster, sut_run) -> Iterator[RealTime]:
     scenarios = RealTime()
     try:
         if "EXP-004" in selected:
-            scenarios.start("EXP-004", _expiry(k8s_cluster, sut_run))
+            scenarios.start("EXP-004", expiry_scenario(k8s_cluster, sut_run))
         if "ROT-003" in selected and observable(sut_run) is None:
             request.getfixturevalue("manual_rotation")  # first, so the watch sees only the kubelet's refresh
-            scenarios.start("ROT-003", _refresh(sut_run))
+            scenarios.start("ROT-003", refresh_scenario(sut_run))
         yield scenarios
     finally:
         scenarios.close()

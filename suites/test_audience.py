@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_k8s_sa.sut import other_audience
+
 from .helpers import granted, intruder_token, refused, sa_ref, store_says
 
 
@@ -22,8 +24,10 @@ def test_api_audience_token_is_refused(check, k8s_cluster, sut_run, projected_to
 
 @pytest.mark.conformance("AUD-002", "the intruder's token for another audience is refused")
 def test_other_audience_token_is_refused(check, k8s_cluster, sut_run, projected_token):
+    # The data store's audience, unless that is the callee's own (then the token would be valid for it).
+    audience = other_audience(sut_run.deployment.audience, "data-store")
     token = projected_token(
-        sa_ref(k8s_cluster, sut_run.deployment.data_store), audiences=["data-store"], expiration_seconds=600
+        sa_ref(k8s_cluster, sut_run.deployment.data_store), audiences=[audience], expiration_seconds=600
     )
     status, _ = store_says(sut_run, token.raw)
     check.record("token_audiences", token.audiences)
@@ -53,8 +57,9 @@ def test_data_store_is_refused_by_the_allow_list(check, k8s_cluster, sut_run, to
 )
 def test_multi_audience_token(check, k8s_cluster, sut_run, projected_token, token_review):
     deployment = sut_run.deployment
+    other = other_audience(deployment.audience, "other")
     token = projected_token(
-        sa_ref(k8s_cluster, deployment.api), audiences=["other", deployment.audience], expiration_seconds=600
+        sa_ref(k8s_cluster, deployment.api), audiences=[other, deployment.audience], expiration_seconds=600
     )
     status, _ = store_says(sut_run, token.raw)
     review = token_review(token, [deployment.audience])

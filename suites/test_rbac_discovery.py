@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import jwt
 import pytest
@@ -80,7 +81,7 @@ def _discovery(k8s_cluster, deployment, projected_token):
     return document.json(), jwt.PyJWKSet.from_dict(jwks.json())
 
 
-def _verify_offline(token: str, keys: jwt.PyJWKSet, issuer: str, audience: str) -> dict:
+def _verify_offline(token: str, keys: jwt.PyJWKSet, issuer: str, audience: str) -> dict[str, Any]:
     kid = jwt.get_unverified_header(token)["kid"]
     key = next(k for k in keys.keys if k.key_id == kid)
     return jwt.decode(token, key.key, algorithms=["RS256", "ES256"], audience=audience, issuer=issuer)

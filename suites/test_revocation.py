@@ -17,6 +17,12 @@ def _record(check, case: Case) -> None:
     check.record("accepted_before", case.before.authenticated)
     check.record("refused_after_seconds", case.seconds)
     check.record("error_after", case.after.error if case.after else None)
+    deleted_at = case.extra.get("deleted_at")
+    if isinstance(deleted_at, int | float):
+        check.event("token issued", at=case.token.claims["iat"])
+        check.event("bound object deleted", at=deleted_at)
+        if case.seconds is not None:
+            check.event("refused by TokenReview", kind="refused", at=deleted_at + case.seconds)
 
 
 @pytest.mark.conformance("REV-001", "a pod-bound token is refused after its pod is deleted")

@@ -5,6 +5,10 @@ every other check (see the README's mutant table):
 
 * HDR-001: header names are case-insensitive (RFC 9110); HTTP/2 hops and proxies lowercase them.
 * ALLOW-001/002: the allow-list compares namespace *and* name.
+* ALLOW-003..006: ... and compares them for equality: identities that extend the allowed name or
+  namespace, or are a part of one, are refused (a prefix, suffix, substring or unanchored-pattern
+  match grants one of them); so are names that match a dotted allowed name only if its dot is a
+  pattern (``caller-v1`` for ``caller.v1``, the suite's second allow-list entry).
 * CACHE-001: a failed review is not cached: a token refused while the callee had no review rights
   is granted once it has them again (RBAC-003 asks with fresh tokens, which a cache keyed by the
   token never sees).
@@ -24,6 +28,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from pytest_k8s_sa import resources
+from pytest_k8s_sa.sut import DOTTED_ALLOWED_NAME, lookalike_identities, pattern_identities
 from pytest_k8s_sa.tokens import request_token
 from pytest_k8s_sa.waiting import WaitTimeout, wait_until
 
@@ -94,6 +100,72 @@ def test_other_account_in_the_allowed_namespace(
 ):
     neighbour = k8s_service_account(k8s_names("neighbour"), namespace=sut_run.deployment.api.namespace)
     _judge_allow_list(check, k8s_cluster, sut_run, neighbour, token_review)
+
+
+def _judge_lookalikes(check, k8s_cluster, sut_run, token_review, kind: str) -> None:
+    """Present a valid token (the callee's own audience) of each look-alike identity of ``kind``."""
+    allowed = sut_run.deployment.api
+    if kind == "pattern":
+        identities = pattern_identities(allowed.namespace, DOTTED_ALLOWED_NAME)
+        check.record("allowed_entry_with_a_dot", f"{allowed.namespace}:{DOTTED_ALLOWED_NAME}")
+    else:
+        identities = lookalike_identities(allowed.namespace, allowed.service_account)[kind]
+    if not identities:
+        pytest.skip(f"no {kind} identity of {allowed.namespace}:{allowed.service_account} is a valid name")
+    _present(check, k8s_cluster, sut_run, token_review, identities)
+
+
+def _present(check, k8s_cluster, sut_run, token_review, identities: dict[str, tuple[str, str]]) -> None:
+    api = k8s_cluster.api_client
+    allowed = sut_run.deployment.api
+    audience = sut_run.deployment.audience
+    valid: dict[str, bool] = {}
+    statuses: dict[str, int] = {}
+    with contextlib.ExitStack() as cleanup:
+        for label, (namespace, name) in identities.items():
+            if namespace != allowed.namespace:
+                resources.create_namespace(api, namespace, resources.run_labels(k8s_cluster.run_id))
+                cleanup.callback(resources.delete_namespace, api, namespace)
+            resources.create_service_account(api, namespace, name)
+            token = request_token(api, namespace, name, audiences=[audience], expiration_seconds=600).raw
+            valid[label] = token_review(token, [audience]).authenticated
+            statuses[label] = status_of(sut_run, token)
+    check.record("allowed_caller", f"{allowed.namespace}:{allowed.service_account}")
+    check.record("token_is_valid_for_the_audience", valid)
+    check.record("statuses", statuses)
+    assert all(valid.values()), f"each token must be valid ({valid}), so only the allow-list refuses it"
+    granted_to = {label: status for label, status in statuses.items() if granted(status)}
+    assert not granted_to, f"granted to identities that only resemble the allowed one: {granted_to}"
+
+
+@pytest.mark.conformance(
+    "ALLOW-003", "a service account whose name extends the allowed one (<name>-x, x<name>) gets no grant"
+)
+def test_extended_name(check, k8s_cluster, sut_run, token_review):
+    _judge_lookalikes(check, k8s_cluster, sut_run, token_review, "name extended")
+
+
+@pytest.mark.conformance(
+    "ALLOW-004", "the allowed name in a namespace that extends the allowed one (<ns>-x, x<ns>) gets no grant"
+)
+def test_extended_namespace(check, k8s_cluster, sut_run, token_review):
+    _judge_lookalikes(check, k8s_cluster, sut_run, token_review, "namespace extended")
+
+
+@pytest.mark.conformance(
+    "ALLOW-005", "a part of the allowed name or namespace (a prefix of either) gets no grant"
+)
+def test_part_of_the_allowed_identity(check, k8s_cluster, sut_run, token_review):
+    _judge_lookalikes(check, k8s_cluster, sut_run, token_review, "part")
+
+
+@pytest.mark.conformance(
+    "ALLOW-006",
+    "a name that matches an allowed name holding a dot only if the dot is a pattern (caller-v1 for "
+    "caller.v1) gets no grant",
+)
+def test_allowed_name_is_not_a_pattern(check, k8s_cluster, sut_run, token_review):
+    _judge_lookalikes(check, k8s_cluster, sut_run, token_review, "pattern")
 
 
 def same_token_granted_again(sut_run, token: str) -> tuple[float | None, list[int]]:

@@ -1,5 +1,6 @@
 """The conformance plugin on its own (pytester, no cluster): profile skips, duplicate ids, the
-JSON report and what JUnit XML carries."""
+JSON report (format 3, validated against its shipped JSON Schema), the overall result, the Markdown
+summary, the HTML page, and what JUnit XML carries."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
+
+from pytest_k8s_sa.report import schema
 
 CHECKS = """
 import pytest
@@ -28,6 +31,10 @@ def test_emulated(check):
 @pytest.mark.conformance("DEMO-004", "a real-time check", profile="full", minutes=11)
 def test_slow(check):
     check.record("waited", True)
+
+@pytest.mark.conformance("DEMO-005", "a check that cannot be judged here")
+def test_skips(check):
+    pytest.skip("no signing key here")
 """
 
 
@@ -36,17 +43,21 @@ def _run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict,
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", f"--conformance-report={report}", f"--junitxml={junit}", *args
     )
-    return result, json.loads(report.read_text()), ET.parse(junit).getroot()  # noqa: S314 - our own pytest's output
+    doc = json.loads(report.read_text())
+    assert schema.errors(doc) == []
+    return result, doc, ET.parse(junit).getroot()  # noqa: S314 - our own pytest's output
 
 
 def test_fast_profile_skips_full_checks_and_reports_every_check(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_checks=CHECKS)
     result, report, junit = _run(pytester)
-    result.assert_outcomes(passed=2, failed=1, skipped=1)
+    result.assert_outcomes(passed=2, failed=1, skipped=2)
     assert report["profile"] == "fast"
-    assert report["summary"] == {"passed": 2, "failed": 1, "skipped": 1, "emulated": 1}
+    assert report["summary"] == {"passed": 2, "failed": 1, "skipped": 1, "not_applicable": 1, "emulated": 1}
+    assert report["result"] == "not-conformant"
+    assert report["result_reasons"][0] == "must-level checks failed: DEMO-002"
     checks = {c["id"]: c for c in report["checks"]}
-    assert list(checks) == ["DEMO-001", "DEMO-002", "DEMO-003", "DEMO-004"]
+    assert list(checks) == ["DEMO-001", "DEMO-002", "DEMO-003", "DEMO-004", "DEMO-005"]
     assert checks["DEMO-001"]["outcome"] == "passed"
     assert checks["DEMO-001"]["evidence"] == {"status": 403}
     assert checks["DEMO-001"]["fidelity"] == "real"
@@ -55,7 +66,13 @@ def test_fast_profile_skips_full_checks_and_reports_every_check(pytester: pytest
     assert checks["DEMO-002"]["message"].startswith("AssertionError: the store answered 200")
     assert checks["DEMO-002"]["evidence"] == {"status": 200}  # evidence survives a failure
     assert checks["DEMO-003"]["fidelity"] == "emulated-kubelet"
-    assert checks["DEMO-004"]["outcome"] == "skipped"
+    # Outside the profile: not applicable (it does not count against the verdict); a check that
+    # applies but cannot be judged here is skipped.
+    assert checks["DEMO-004"]["outcome"] == "not-applicable"
+    assert checks["DEMO-005"]["outcome"] == "skipped"
+    assert checks["DEMO-005"]["message"] == "no signing key here"
+    assert checks["DEMO-001"]["in_catalogue"] is False  # a team's own check: no catalogue text
+    assert checks["DEMO-001"]["started_at"] <= checks["DEMO-001"]["stopped_at"]
     assert "--conformance-profile full" in checks["DEMO-004"]["message"]
     assert "11 min" in checks["DEMO-004"]["message"]
     # JUnit: every check carries its id as a property (the evidence is in the JSON report).
@@ -72,7 +89,7 @@ def test_fast_profile_skips_full_checks_and_reports_every_check(pytester: pytest
 def test_full_profile_runs_full_checks(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_checks=CHECKS)
     result, report, _ = _run(pytester, "--conformance-profile", "full")
-    result.assert_outcomes(passed=3, failed=1)
+    result.assert_outcomes(passed=3, failed=1, skipped=1)
     assert report["profile"] == "full"
     assert {c["id"]: c["outcome"] for c in report["checks"]}["DEMO-004"] == "passed"
 

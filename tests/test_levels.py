@@ -28,18 +28,20 @@ def test_a_failed_should_check_is_reported_but_does_not_fail_the_run(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--conformance-report", "r.json")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["should: 0 passed, 1 failed, 0 skipped*", "*1 passed, 1 xfailed*"])
+    result.stdout.fnmatch_lines(["result: conformant-with-findings (should-level checks failed: T-002)"])
     report = _report(pytester)
     by_id = {c["id"]: c for c in report["checks"]}
     assert by_id["T-002"]["level"] == "should"
     assert by_id["T-002"]["outcome"] == "failed"
     assert "403 expected" in by_id["T-002"]["message"]
     assert report["summary_by_level"] == {
-        "must": {"passed": 1, "failed": 0, "skipped": 0},
-        "should": {"passed": 0, "failed": 1, "skipped": 0},
+        "must": {"passed": 1, "failed": 0, "skipped": 0, "not_applicable": 0},
+        "should": {"passed": 0, "failed": 1, "skipped": 0, "not_applicable": 0},
     }
+    assert report["result"] == "conformant-with-findings"
     assert report["implementation"]["name"] == "pytest-k8s-sa reference workloads"
     assert report["sut_digest"].startswith("sha256:")
-    assert report["version"] == 2
+    assert report["version"] == 3
 
 
 @pytest.mark.parametrize("how", ["flag", "env", "ini"])
@@ -55,6 +57,7 @@ def test_strict_makes_should_failures_fail_the_run(pytester, monkeypatch, how):
     result = pytester.runpytest_subprocess(*args)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert _report(pytester)["strict"] is True
+    assert _report(pytester)["result"] == "not-conformant"
 
 
 def test_an_unknown_level_is_a_usage_error(pytester):

@@ -34,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+from pytest_k8s_sa.sut import OTHER_AUDIENCES
 
 REPO = Path(__file__).resolve().parents[1]
 MUTANTS = REPO / "tests" / "mutants"
@@ -65,8 +68,24 @@ CAUGHT_BY: dict[str, set[str]] = {
         # Not SEC-011: it never calls its API, so no byte passes the cut during a normal verdict and
         # the fail-closed checks skip (there is no API dependency to judge), as they must.
     },
-    "no_allow_list": {"AUD-003", "ALLOW-001", "ALLOW-002"},
-    "allow_list_name_only": {"ALLOW-001"},
+    "no_allow_list": {
+        "AUD-003",
+        "ALLOW-001",
+        "ALLOW-002",
+        "ALLOW-003",
+        "ALLOW-004",
+        "ALLOW-005",
+        "ALLOW-006",
+    },
+    # The allowed name in another namespace, also `x<ns>:<name>` and `<part of ns>:<name>`.
+    "allow_list_name_only": {"ALLOW-001", "ALLOW-004", "ALLOW-005"},
+    # Matching that is not equality: each grants a look-alike of the allowed `namespace:name`.
+    "allow_list_prefix": {"ALLOW-003"},  # `<ns>:<name>-x` starts with `<ns>:<name>`
+    "allow_list_suffix": {"ALLOW-004"},  # `x<ns>:<name>` ends with it
+    "allow_list_substring": {"ALLOW-003", "ALLOW-004"},  # both contain it
+    "allow_list_unanchored_pattern": {"ALLOW-003", "ALLOW-006"},  # re.match(entry, user): a prefix, and `.`
+    "allow_list_pattern": {"ALLOW-006"},  # re.fullmatch(entry, user): `<ns>:caller-v1` for `<ns>:caller.v1`
+    "allow_list_in_raw_string": {"ALLOW-005"},  # `<ns>:<part of name>` is in the allow-list's text
     "grant_on_review_failure": {"CACHE-001", "RBAC-001", "SEC-011"},
     "caches_failures": {"CACHE-001"},
     "caches_successes_forever": {"REV-001"},
@@ -76,6 +95,8 @@ CAUGHT_BY: dict[str, set[str]] = {
     "caller_reads_token_once": {"ROT-001", "ROT-002"},
     "caller_reads_token_non_atomically": {"ROT-001", "ROT-002"},
     "single_threaded": {"AVAIL-001"},
+    # Hangs while its API hangs (SEC-013, a `should`, fails too: no 503 within 15 s).
+    "no_review_timeout": {"AVAIL-002"},
 }
 CONTROL = "reference"
 
@@ -197,3 +218,27 @@ def test_the_suite_passes_the_reference(tmp_path: Path) -> None:
     assert proc.returncode == 0, explain(proc, doc)
     assert failed_ids(doc) == set()
     assert doc["summary"]["passed"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("audience", ["data-store"])
+def test_a_callee_whose_audience_is_one_the_suite_invents_is_judged_for_the_audience(
+    audience: str, tmp_path: Path
+) -> None:
+    """The mutant without an allow-list, its callee's audience set to one the audience checks present as
+    *another* audience (``sut.OTHER_AUDIENCES``): those checks pick a different one, so AUD-002 and
+    AUD-004 pass and only the allow-list check AUD-003 fails. (With the literal ``data-store``, AUD-002
+    presented a token valid for the callee's own audience and failed for the missing allow-list.)"""
+    assert audience in OTHER_AUDIENCES
+    folder = MUTANTS / "no_allow_list"
+    doc = yaml.safe_load((folder / "sut.yaml").read_text())
+    doc["callee"]["audience"] = audience
+    doc["callee"]["command"] = ["${PYTHON}", str(folder / "store.py")]
+    doc["caller"]["command"] = ["${PYTHON}", str(MUTANTS / CONTROL / "api.py")]
+    sut_file = tmp_path / "sut.yaml"
+    sut_file.write_text(yaml.safe_dump(doc))
+    proc, report = run_suite(sut_file, tmp_path / "report.json", ["suites/test_audience.py"])
+    assert report, f"no report was written:\n{explain(proc, report)}"
+    outcomes = {c["id"]: c["outcome"] for c in report["checks"]}
+    assert outcomes["AUD-003"] == "failed", explain(proc, report)
+    assert (outcomes["AUD-002"], outcomes["AUD-004"]) == ("passed", "passed"), explain(proc, report)

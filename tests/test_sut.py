@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import textwrap
 from pathlib import Path
 
@@ -67,6 +68,14 @@ def test_the_caller_is_optional_and_x_client_id_is_the_default_header(tmp_path):
     loaded = sut.load(write(tmp_path, "implementation: {name: x}\ncallee: {command: [./s], audience: a}\n"))
     assert loaded.caller is None
     assert loaded.callee.credential_headers("t") == {"X-Client-Id": "t"}
+    assert loaded.callee.decision_timeout_seconds == 15.0
+
+
+@pytest.mark.parametrize("seconds", [0.5, 15, 60])
+def test_the_decision_timeout_is_above_0_and_at_most_60(tmp_path, seconds):
+    callee = f"{{command: [x], audience: a, decision_timeout_seconds: {seconds}}}"
+    text = f"implementation: {{name: x}}\ncallee: {callee}"
+    assert sut.load(write(tmp_path, text)).callee.decision_timeout_seconds == seconds
 
 
 @pytest.mark.parametrize(
@@ -117,6 +126,22 @@ def test_the_caller_is_optional_and_x_client_id_is_the_default_header(tmp_path):
             "implementation.name: must be",
         ),
         ("callee: [unclosed", "not valid YAML at line 1"),
+        (
+            "implementation: {name: x}\ncallee: {command: [x], audience: a, decision_timeout_seconds: 61}",
+            "callee.decision_timeout_seconds: 61 is out of range (0 to 60)",
+        ),
+        (
+            "implementation: {name: x}\ncallee: {command: [x], audience: a, decision_timeout_seconds: 0}",
+            "callee.decision_timeout_seconds: 0 must be above 0",
+        ),
+        (
+            "implementation: {name: x}\ncallee: {command: [x], audience: a, decision_timeout_seconds: -1}",
+            "callee.decision_timeout_seconds: -1 is out of range",
+        ),
+        (
+            "implementation: {name: x}\ncallee: {command: [x], audience: a, decision_timeout_seconds: soon}",
+            "callee.decision_timeout_seconds: must be a number",
+        ),
     ],
 )
 def test_mistakes_name_the_file_and_the_key(tmp_path, text, fragment):
@@ -160,3 +185,85 @@ def test_the_reference_sut_file_matches_the_built_in_description():
     assert loaded.caller is not None
     assert reference.caller is not None
     assert loaded.caller.env == reference.caller.env
+
+
+# --- hostile values ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("own", [*sut.OTHER_AUDIENCES, "secret-store", "data-store-2"])
+def test_other_audiences_never_are_the_callee_s_own(own):
+    """A SUT whose audience is one of the suite's built-in "other" audiences (AUD-002: the data
+    store's; AUD-004: "other") gets another one instead, so those checks judge the audience."""
+    chosen = {preferred: sut.other_audience(own, preferred) for preferred in sut.OTHER_AUDIENCES}
+    assert own not in chosen.values()
+    assert all(value.startswith(preferred) for preferred, value in chosen.items())
+    assert sut.other_audience("secret-store", "data-store") == "data-store"  # unchanged when it differs
+
+
+def test_the_suite_invents_no_audience_literally():
+    """Every audience the checks invent goes through :func:`sut.other_audience` (a literal list of
+    audiences in a check could be the SUT's own)."""
+    suites = Path(__file__).resolve().parents[1] / "suites"
+    literal = re.compile(r"audiences=\[\s*[\"']")
+    found = [f"{p.name}:{m.group(0)}" for p in suites.glob("*.py") for m in literal.finditer(p.read_text())]
+    assert not found
+
+
+ALLOWED = ("api-1a2b3c4d-gw0-1", "api")
+
+
+def test_lookalikes_extend_contain_or_are_part_of_the_allowed_identity():
+    kinds = sut.lookalike_identities(*ALLOWED)
+    assert set(kinds["name extended"]) == {"api-1a2b3c4d-gw0-1:api-x", "api-1a2b3c4d-gw0-1:xapi"}
+    assert set(kinds["namespace extended"]) == {"api-1a2b3c4d-gw0-1-x:api", "xapi-1a2b3c4d-gw0-1:api"}
+    # A prefix of the namespace never ends in "-<counter>", so it is no name Names makes.
+    assert set(kinds["part"]) == {"api-1a2b3c4d-gw0-1:ap", "api-1a2b3c4d-gw0:api"}
+
+
+@pytest.mark.parametrize(
+    "allowed", [ALLOWED, ("a" * 63, "api"), ("ns", "a"), ("ns", "api.v1"), ("n-s", "a-b"), ("x", "web")]
+)
+def test_lookalikes_are_valid_names_and_never_the_allowed_identity(allowed):
+    for identities in sut.lookalike_identities(*allowed).values():
+        for namespace, name in identities.values():
+            assert sut.is_namespace_name(namespace), namespace
+            assert sut.is_service_account_name(name), name
+            assert (namespace, name) != allowed
+
+
+def test_a_namespace_of_63_characters_is_not_extended():
+    assert sut.lookalike_identities("a" * 63, "api")["namespace extended"] == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "namespace_ok", "account_ok"),
+    [
+        ("api", True, True),
+        ("api.v1", False, True),
+        ("-api", False, False),
+        ("API", False, False),
+        ("a" * 64, False, True),
+    ],
+)
+def test_kubernetes_name_rules(name, namespace_ok, account_ok):
+    assert sut.is_namespace_name(name) is namespace_ok
+    assert sut.is_service_account_name(name) is account_ok
+
+
+def test_the_allowed_entries_hold_a_dotted_name_whose_pattern_readings_are_listed():
+    assert sut.allowed_service_accounts("ns", "api") == "ns:api,ns:caller.v1"
+    assert sut.pattern_identities("ns") == {
+        "ns:caller-v1": ("ns", "caller-v1"),
+        "ns:callerxv1": ("ns", "callerxv1"),
+    }
+    # A pattern reading is all that grants them: none extends, contains or is part of another entry.
+    entries = sut.allowed_service_accounts("ns", "api").split(",")
+    for identity in sut.pattern_identities("ns"):
+        assert not any(identity.startswith(e) or identity.endswith(e) or identity in e for e in entries)
+
+
+def test_the_reference_manifest_allows_what_the_sut_deployments_allow():
+    """Without a SUT file, pod providers run ``fixtures/manifests``: the same allow-list as a SUT gets."""
+    manifest = (Path(__file__).resolve().parents[1] / "fixtures/manifests/30-secret-store.yaml").read_text()
+    expected = sut.allowed_service_accounts("${API_NAMESPACE}", "api")
+    assert f'ALLOWED_SERVICE_ACCOUNTS, value: "{expected}"' in manifest

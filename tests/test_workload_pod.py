@@ -24,7 +24,7 @@ from pytest_k8s_sa.deploy.workload_pod import (
     workload_pod,
 )
 from pytest_k8s_sa.kubeconfig import client_certificate_kubeconfig, token_file_kubeconfig
-from pytest_k8s_sa.sut import reference
+from pytest_k8s_sa.sut import allowed_service_accounts, reference
 
 VALUES = {
     "RUN_ID": "r1",
@@ -70,7 +70,11 @@ def test_the_reference_manifests_pods_are_the_builders() -> None:
         "secret-store",
         "python:test",
         module="secret_store",
-        env={"LISTEN_ADDR": ":8081", "AUDIENCE": "secret-store", "ALLOWED_SERVICE_ACCOUNTS": "api-ns:api"},
+        env={
+            "LISTEN_ADDR": ":8081",
+            "AUDIENCE": "secret-store",
+            "ALLOWED_SERVICE_ACCOUNTS": allowed_service_accounts("api-ns", "api"),
+        },
         ports={"http": 8081},
         probe=http_probe("/healthz", 8081),
         service_account="secret-store",

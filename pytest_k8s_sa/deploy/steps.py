@@ -29,7 +29,7 @@ from ..kubeconfig import token_file_kubeconfig
 from ..ports import free_port
 from ..process import Process
 from ..projector import TokenProjector
-from ..sut import CalleeSpec, Sut, SutError, WorkloadSpec, python_executable
+from ..sut import CalleeSpec, Sut, SutError, WorkloadSpec, allowed_service_accounts, python_executable
 from ..tokens import BoundObject, request_token
 from ..waiting import WaitTimeout, wait_until
 from ..workloads.tap import LoopbackTap
@@ -92,8 +92,9 @@ class Identity:
 
     @property
     def allowed(self) -> str:
-        """``namespace:name``, as an allow-list names it."""
-        return f"{self.namespace}:{self.service_account}"
+        """``${ALLOWED_SERVICE_ACCOUNTS}`` for this identity as the allowed caller (see
+        :func:`~..sut.allowed_service_accounts`: with the dotted second entry beside it)."""
+        return allowed_service_accounts(self.namespace, self.service_account)
 
     def workload(self, url: str = "", **parts: Any) -> Workload:
         return Workload(self.service_account, self.namespace, self.service_account, url, self.pod, **parts)

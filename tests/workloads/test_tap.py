@@ -145,11 +145,11 @@ def test_an_unreachable_callee_is_a_502() -> None:
 
 
 def test_the_status_port_tells_the_last_jti_and_nothing_else() -> None:
-    tap = TokenTap(parse_endpoint("http://127.0.0.1:1", "UPSTREAM_URL"), "Authorization", log=False)
-    with serving(status_server(tap, ("127.0.0.1", 0))) as url:
+    token_tap = TokenTap(parse_endpoint("http://127.0.0.1:1", "UPSTREAM_URL"), "Authorization", log=False)
+    with serving(status_server(token_tap, ("127.0.0.1", 0))) as url:
         assert request(url, "/healthz").status == 200
         assert request(url).json == {"jti": None, "requests": 0}
-        tap.note("Bearer " + make_token("status-jti"))
+        token_tap.note("Bearer " + make_token("status-jti"))
         assert request(url).json == {"jti": "status-jti", "requests": 1}
         assert request(url, "/other").status == 404
         assert request(url, method="POST").status == 405
