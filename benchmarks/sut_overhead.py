@@ -3,7 +3,7 @@
 For each SUT file (default: the reference workloads as a built-in SUT in pod mode is covered by
 ``benchmarks/node.py``; here the Go example, built first with its own ``build.py``), one local node is
 started, then the SUT is deployed ``--runs`` times through the same library call the suite uses
-(``pytest_k8s_sa.deploy.sut.deploy_sut_pods``: namespaces, service accounts, the auth-delegator
+(``pytest_k8s_sa.deploy.sut.deploy_sut`` in pod mode: namespaces, service accounts, the auth-delegator
 binding, the Service, the image archive loaded into the node, rollout, port-forward, first verdict)
 and torn down again. Reported: deploy to first verdict, median and spread, in
 ``benchmarks/results/sut_overhead.json``. Linux and root (local-node).
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pytest_k8s_sa import sut as sut_files
 from pytest_k8s_sa.cluster import Cluster
-from pytest_k8s_sa.deploy.sut import deploy_sut_pods
+from pytest_k8s_sa.deploy.sut import deploy_sut
 from pytest_k8s_sa.providers.registry import build_provider
 from pytest_k8s_sa.settings import Settings
 from pytest_k8s_sa.types import Names
@@ -43,7 +43,7 @@ def measure(sut_path: Path, runs: int) -> dict[str, object]:
             cluster = Cluster(info, uuid.uuid4().hex[:8])
             started = time.perf_counter()
             with tempfile.TemporaryDirectory() as workdir:
-                with deploy_sut_pods(cluster, Names(cluster.run_id), Path(workdir), sut) as run:
+                with deploy_sut(cluster, Names(cluster.run_id), Path(workdir), sut) as run:
                     timings = dict(run.deployment.timings)
                     timings["wall_to_first_verdict_seconds"] = round(time.perf_counter() - started, 2)
                 timings["wall_with_teardown_seconds"] = round(time.perf_counter() - started, 2)

@@ -9,6 +9,7 @@ other tools reach a cluster just like the one the tests use: it prints one line
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import signal
 import sys
@@ -18,9 +19,10 @@ from pathlib import Path
 
 import kubernetes
 
+from . import options
 from .binaries import DEFAULT_K8S_VERSION, build_binaries
 from .errors import K8sSAError
-from .providers.registry import DEFAULT_PROVIDER, UP_PROVIDERS, build_provider
+from .providers.registry import build_provider
 from .settings import Settings
 
 LIVENESS_INTERVAL_SECONDS = 2.0
@@ -35,19 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--k8s-version", default=DEFAULT_K8S_VERSION, help=f"default {DEFAULT_K8S_VERSION}")
     build.add_argument("--force", action="store_true", help="rebuild even if the cache has the binaries")
-    up = sub.add_parser("up", help="run a cluster in the foreground until SIGINT/SIGTERM")
+    up = sub.add_parser(
+        "up",
+        help="run a cluster in the foreground until SIGINT/SIGTERM",
+        description="Start a cluster like the tests' and run until SIGINT/SIGTERM. The cluster options "
+        "are the pytest plugin's (the same K8S_SA_* environment variables; a flag wins over its variable).",
+    )
     up.add_argument("--kubeconfig", required=True, type=Path, help="where to write the admin kubeconfig")
-    up.add_argument(
-        "--k8s-provider",
-        choices=UP_PROVIDERS,
-        default=DEFAULT_PROVIDER,
-        help=f"which cluster (default {DEFAULT_PROVIDER}); local-node: control plane plus a real node "
-        "(Linux, root), as the tests' --k8s-provider",
-    )
-    up.add_argument("--k8s-version", default=DEFAULT_K8S_VERSION)
-    up.add_argument(
-        "--k8s-bin-dir", default=None, help="folder with the three binaries (else cache or build)"
-    )
+    options.add_arguments(up, options.UP)
     up.add_argument(
         "--workdir", type=Path, default=None, help="local: keep PKI, logs and etcd data here (kept)"
     )
@@ -70,16 +67,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace, work_dir: Path) -> Settings:
-    return Settings(
-        provider=args.k8s_provider,
-        k8s_version=args.k8s_version,
-        bin_dir=args.k8s_bin_dir,
+    """``up``'s settings: the table's options (flag > env var > default) plus its own flags; the
+    version defaults to the project's (so kind's node image is chosen by it, too)."""
+    settings = options.build_settings(
+        options.from_args(args, options.UP),
         keep_cluster=args.workdir is not None,
         kind_cluster_name=args.cluster_name,
         kind_image=args.kind_image,
         kind_bin=args.kind_bin,
         work_dir=str(work_dir),
     )
+    return dataclasses.replace(settings, k8s_version=settings.k8s_version or DEFAULT_K8S_VERSION)
 
 
 def _alive(api_client: kubernetes.client.ApiClient) -> bool:
@@ -159,6 +157,12 @@ def conformance(pytest_args: list[str]) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="k8s-sa-up-"))
+    try:
+        settings = _settings(args, workdir)
+    except BaseException:  # a bad option or variable: nothing started, nothing left behind
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -166,7 +170,7 @@ def _up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    provider = build_provider(args.k8s_provider, _settings(args, workdir))
+    provider = build_provider(settings.provider, settings)
     try:
         # SIGTERM during a long start: the handler only sets ``stop``; create() finishes, then we stop.
         info = provider.create()

@@ -14,7 +14,6 @@ Nothing here is a fake: tokens are signed, reviewed and revoked by the real kube
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ from pathlib import Path
 import requests
 
 from .binaries import Binaries
+from .kubeconfig import client_certificate_kubeconfig
+from .kubeconfig import write_kubeconfig as write_kubeconfig  # re-exported: the one writer
 from .pki import CertificateAuthority, service_account_signing_key
 from .ports import free_port
 from .process import Process, forget, kill_group, process_start_time, sweep_orphans
@@ -284,36 +285,6 @@ class Scheduler:
         )
 
 
-def write_kubeconfig(
-    path: Path,
-    server: str,
-    ca: Path,
-    *,
-    client_cert: Path | None = None,
-    client_key: Path | None = None,
-    token_file: Path | None = None,
-    name: str = "pytest-k8s-sa",
-) -> Path:
-    """Write a kubeconfig as JSON (valid YAML too), so standard-library tools can read it."""
-    user: dict[str, str] = {}
-    if client_cert and client_key:
-        user = {"client-certificate": str(client_cert), "client-key": str(client_key)}
-    if token_file:
-        user = {"tokenFile": str(token_file)}
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": name, "user": user}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
-        "current-context": name,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(config, indent=2))
-    return path
-
-
 def restart_recorded_apiserver(
     record: Mapping[str, object],
     pid: int | None,
@@ -430,13 +401,9 @@ class ControlPlane:
         sweep_orphans()
         started = time.monotonic()
         common = {"owner_pid": self.owner_pid, "die_with_parent": self.die_with_parent}
-        write_kubeconfig(
-            self.kubeconfig,
-            self.server,
-            self.certs.ca,
-            client_cert=self.certs.admin_cert,
-            client_key=self.certs.admin_key,
-        )
+        client_certificate_kubeconfig(
+            self.server, self.certs.ca, self.certs.admin_cert, self.certs.admin_key
+        ).write(self.kubeconfig)
         try:
             for proc in (
                 self.etcd.process(self.etcd_flags, **common),

@@ -1,6 +1,10 @@
-"""The plugin's options: one table, one help string per option for the flag, the ini key and the env var.
+"""The options: one table, one help string per option for the flag, the ini key and the env var.
 
-Precedence: command line > environment variable > ini file > default.
+Three front ends read the same table (:data:`OPTIONS`; ``Option.fronts`` says which offer an
+option): the pytest plugin (flags, ini keys, env vars), ``k8s-sa up`` and ``k8s-sa upstream-e2e``
+(argparse flags and env vars; a command has no ini file). One precedence for all, command line >
+environment variable > ini file > default (:func:`lookup`); one boolean parser (:func:`parse_bool`);
+one :class:`~.settings.Settings` builder (:func:`build_settings`).
 
 pytest-kind(-ng) registers ``--cluster-name``, ``--keep-cluster`` and (in -ng) ``--kubeconfig``.
 When it is installed those flags are reused, never registered twice; their ini keys and env vars
@@ -10,20 +14,28 @@ kind writes the cluster's kubeconfig); otherwise it names an existing cluster to
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.metadata
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .errors import K8sSAError
 from .providers.registry import PROVIDERS as _BUILDERS
-from .providers.registry import SettingsError, resolve_provider
+from .providers.registry import UP_PROVIDERS, SettingsError, resolve_provider
 from .settings import Settings
 
 PROVIDERS = tuple(_BUILDERS)
+PYTEST = "pytest"
+UP = "up"
+E2E = "upstream-e2e"
+CLUSTER_FRONTS = frozenset({PYTEST, UP, E2E})
+""":data:`PYTEST`: the plugin; :data:`UP`: ``k8s-sa up``; :data:`E2E`: ``k8s-sa upstream-e2e``."""
 KIND_PLUGINS = (("pytest-kind-ng", "pytest-kind-ng"), ("pytest-kind", "pytest-kind"))
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -41,6 +53,17 @@ class Option:
     choices: tuple[str, ...] | None = None
     kind_owned: bool = False
     """Registered by pytest-kind when it is installed."""
+    fronts: frozenset[str] = frozenset({PYTEST})
+    """Which front ends offer it (elsewhere its value is None: the default of :class:`Settings`)."""
+    front_choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Narrower choices for some front ends, e.g. ``k8s-sa up`` starts clusters, so no ``kubeconfig``."""
+
+    def choices_for(self, front: str) -> tuple[str, ...] | None:
+        return dict(self.front_choices).get(front, self.choices)
+
+
+class OptionError(K8sSAError):
+    """An option's value is invalid; the message names the option and where the value came from."""
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -52,6 +75,8 @@ OPTIONS: tuple[Option, ...] = (
         "Where the cluster comes from: local (embedded control plane, default), kind, kubeconfig, "
         "local-node (control plane plus a real kubelet/containerd node; Linux, root).",
         choices=PROVIDERS,
+        fronts=CLUSTER_FRONTS,
+        front_choices=((UP, UP_PROVIDERS),),
     ),
     Option(
         "--kind-cluster",
@@ -69,6 +94,7 @@ OPTIONS: tuple[Option, ...] = (
         "K8S_SA_KUBECONFIG",
         "Attach to the existing cluster of this kubeconfig (with --kind-cluster: where kind writes it).",
         kind_owned=True,
+        fronts=frozenset({PYTEST, E2E}),
     ),
     Option(
         "--k8s-version",
@@ -77,6 +103,7 @@ OPTIONS: tuple[Option, ...] = (
         "K8S_SA_VERSION",
         "Kubernetes version of the local control plane (built from Go modules if not cached); "
         "with --kind-cluster, selects the kindest/node image.",
+        fronts=CLUSTER_FRONTS,
     ),
     Option(
         "--k8s-bin-dir",
@@ -84,6 +111,7 @@ OPTIONS: tuple[Option, ...] = (
         "k8s_sa_bin_dir",
         "K8S_SA_BIN_DIR",
         "Folder with etcd, kube-apiserver and kube-controller-manager to use instead of the cache.",
+        fronts=CLUSTER_FRONTS,
     ),
     Option(
         "--keep-cluster",
@@ -111,6 +139,7 @@ OPTIONS: tuple[Option, ...] = (
         "k8s_sa_kind_config",
         "K8S_SA_KIND_CONFIG",
         "kind: create the cluster with this kind configuration file instead of the project's.",
+        fronts=CLUSTER_FRONTS,
     ),
     Option(
         "--kind-pod-subnet",
@@ -118,6 +147,7 @@ OPTIONS: tuple[Option, ...] = (
         "k8s_sa_kind_pod_subnet",
         "K8S_SA_KIND_POD_SUBNET",
         "kind: the pod subnet of the project's cluster configuration (default 100.98.0.0/16).",
+        fronts=CLUSTER_FRONTS,
     ),
     Option(
         "--kind-service-subnet",
@@ -125,6 +155,7 @@ OPTIONS: tuple[Option, ...] = (
         "k8s_sa_kind_service_subnet",
         "K8S_SA_KIND_SERVICE_SUBNET",
         "kind: the Service subnet of the project's cluster configuration (default 100.99.0.0/16).",
+        fronts=CLUSTER_FRONTS,
     ),
     Option(
         "--conformance-report",
@@ -149,6 +180,7 @@ OPTIONS: tuple[Option, ...] = (
         "K8S_SA_APT_MIRROR",
         "local-node: where the python image's Debian packages come from: a mirror URI, a one-line "
         "'deb ...' entry or an apt sources file (default: this machine's own apt sources).",
+        fronts=CLUSTER_FRONTS,
     ),
     Option(
         "--k8s-node-wait",
@@ -157,6 +189,7 @@ OPTIONS: tuple[Option, ...] = (
         "K8S_SA_NODE_WAIT",
         "local-node: seconds to wait for this machine's node lock while another run holds it (one "
         "node per machine); default 5, e.g. 1800 where CI jobs share a machine.",
+        fronts=CLUSTER_FRONTS,
     ),
     Option(
         "--sut",
@@ -216,6 +249,48 @@ OPTIONS: tuple[Option, ...] = (
         is_bool=True,
         default=False,
     ),
+    Option(
+        "--focus",
+        "e2e_focus",
+        "",
+        "K8S_SA_E2E_FOCUS",
+        "ginkgo focus regex (default: the service-account specs of SIG Auth).",
+        fronts=frozenset({E2E}),
+    ),
+    Option(
+        "--skip",
+        "e2e_skip",
+        "",
+        "K8S_SA_E2E_SKIP",
+        "ginkgo skip regex (default: [Slow], [Serial], [Disruptive], Feature:OffByDefault).",
+        fronts=frozenset({E2E}),
+    ),
+    Option(
+        "--slow",
+        "e2e_slow",
+        "",
+        "K8S_SA_E2E_SLOW",
+        "also run [Slow] specs (token rotation alone takes ~9 min).",
+        is_bool=True,
+        default=False,
+        fronts=frozenset({E2E}),
+    ),
+    Option(
+        "--report-dir",
+        "e2e_report_dir",
+        "",
+        "K8S_SA_E2E_REPORT_DIR",
+        "where results and logs go (default reports/upstream-e2e-<provider>).",
+        fronts=frozenset({E2E}),
+    ),
+    Option(
+        "--timeout-minutes",
+        "e2e_timeout_minutes",
+        "",
+        "K8S_SA_E2E_TIMEOUT_MINUTES",
+        "ginkgo's whole-run timeout in minutes (default 60, 120 with --slow).",
+        fronts=frozenset({E2E}),
+    ),
 )
 
 BY_DEST = {o.dest: o for o in OPTIONS}
@@ -234,14 +309,18 @@ def kind_plugin_active(pluginmanager: pytest.PytestPluginManager) -> bool:
     return False
 
 
-def _help(option: Option) -> str:
-    return f"{option.help} [env {option.env}; ini {option.ini}]"
+def _help(option: Option, front: str = PYTEST) -> str:
+    if front == PYTEST:
+        return f"{option.help} [env {option.env}; ini {option.ini}]"
+    return f"{option.help} [env {option.env}]"
 
 
 def register(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     group = parser.getgroup("k8s-sa", "Kubernetes service-account tokens (pytest-k8s-sa)")
     kind_active = kind_plugin_active(pluginmanager)
     for option in OPTIONS:
+        if PYTEST not in option.fronts:
+            continue
         parser.addini(option.ini, _help(option), type="string", default=None)
         if option.kind_owned and kind_active:
             continue
@@ -255,74 +334,49 @@ def register(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -
             group.addoption(option.flag, **kwargs)
 
 
-def _parse_bool(option: Option, raw: str, source: str) -> bool:
+def parse_bool(raw: str, *, what: str) -> bool:
+    """The one boolean parser: 1/true/yes/on and 0/false/no/off (any case; empty is false)."""
     value = raw.strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    raise pytest.UsageError(f"{source} for {option.flag}: {raw!r} is not a boolean (use true or false).")
+    raise OptionError(f"{what}: {raw!r} is not a boolean (use true or false).")
 
 
-def get(config: pytest.Config, dest: str) -> Any:
-    """The value of an option by precedence: command line > env var > ini key > default."""
-    option = BY_DEST[dest]
-    cli = config.getoption(dest, default=None)
-    if cli not in (None, False):
-        return cli
-    for source, raw in (
-        (f"${option.env}", os.environ.get(option.env)),
-        (f"ini {option.ini}", config.getini(option.ini)),
-    ):
+def lookup(option: Option, flag: Any, ini: Any = None, *, front: str = PYTEST) -> Any:
+    """The value of ``option`` by precedence: command line (``flag``) > env var > ini value > default.
+
+    ``flag`` is None (or False for a boolean flag) when not given; env and ini values are text,
+    checked here (a boolean, one of the choices) with an :class:`OptionError` naming the source.
+    """
+    if flag not in (None, False):
+        return flag
+    choices = option.choices_for(front)
+    for source, raw in ((f"${option.env}", os.environ.get(option.env)), (f"ini {option.ini}", ini)):
         if raw in (None, ""):
             continue
         if option.is_bool:
-            return _parse_bool(option, str(raw), source)
-        if option.choices and raw not in option.choices:
-            raise pytest.UsageError(
-                f"{source} = {raw!r} is not a valid {option.flag}; choose one of {', '.join(option.choices)}."
+            return parse_bool(str(raw), what=f"{source} for {option.flag}")
+        if choices and raw not in choices:
+            raise OptionError(
+                f"{source} = {raw!r} is not a valid {option.flag}; choose one of {', '.join(choices)}."
             )
         return raw
     return option.default
 
 
-def resolve(config: pytest.Config) -> Settings:
-    """Resolve and validate; contradictions are a :class:`pytest.UsageError` saying what to do."""
-    kubeconfig = get(config, "kubeconfig")
-    version = get(config, "k8s_version")
-    bin_dir = get(config, "k8s_bin_dir")
+def get(config: pytest.Config, dest: str) -> Any:
+    """The plugin's value of an option (:func:`lookup` with pytest's flag and ini key)."""
+    option = BY_DEST[dest]
     try:
-        provider = resolve_provider(
-            get(config, "k8s_provider"),
-            kind_cluster=bool(get(config, "kind_cluster")),
-            kubeconfig=kubeconfig,
-            k8s_version=version,
-            bin_dir=bin_dir,
-        )
-    except SettingsError as exc:
+        return lookup(option, config.getoption(dest, default=None), config.getini(option.ini))
+    except OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
-    return Settings(
-        provider=provider,
-        kubeconfig=kubeconfig,
-        k8s_version=version,
-        bin_dir=bin_dir,
-        keep_cluster=bool(get(config, "keep_cluster")),
-        keep_namespaces_on_failure=bool(get(config, "keep_namespaces_on_failure")),
-        kind_cluster_name=str(config.getoption("cluster_name", default=None) or "pytest-k8s-sa"),
-        # pytest-kind(-ng)'s own options, when it is installed.
-        kind_image=config.getoption("kind_image", default=None),
-        kind_bin=config.getoption("kind_bin", default=None),
-        kind_config=get(config, "kind_config"),
-        kind_pod_subnet=get(config, "kind_pod_subnet"),
-        kind_service_subnet=get(config, "kind_service_subnet"),
-        apt_mirror=get(config, "k8s_apt_mirror"),
-        node_wait_seconds=_seconds(config, "k8s_node_wait", Settings.node_wait_seconds),
-    )
 
 
-def _seconds(config: pytest.Config, dest: str, default: float) -> float:
-    """A non-negative number of seconds, or a usage error naming the option."""
-    raw = get(config, dest)
+def seconds(raw: Any, option: Option, default: float) -> float:
+    """A non-negative number of seconds, or an :class:`OptionError` naming the option."""
     if raw in (None, ""):
         return default
     try:
@@ -330,8 +384,94 @@ def _seconds(config: pytest.Config, dest: str, default: float) -> float:
     except ValueError:
         value = -1.0
     if not value >= 0 or value == float("inf"):
-        raise pytest.UsageError(f"{BY_DEST[dest].flag}: {raw!r} is not a number of seconds (e.g. 600).")
+        raise OptionError(f"{option.flag}: {raw!r} is not a number of seconds (e.g. 600).")
     return value
+
+
+def build_settings(value: Callable[[str], Any], *, check_version: bool = True, **fixed: Any) -> Settings:
+    """The one :class:`Settings` builder: ``value(dest)`` is a front end's resolved option (None where
+    it does not offer one), ``fixed`` what the front end sets itself (a work folder, a cluster name).
+
+    Contradictions are an :class:`OptionError` saying which options to change. ``check_version=False``:
+    ``--k8s-version`` also names something besides the cluster (upstream-e2e's binary), so it may go
+    with an existing cluster.
+    """
+    kubeconfig = value("kubeconfig")
+    version = value("k8s_version")
+    bin_dir = value("k8s_bin_dir")
+    try:
+        provider = resolve_provider(
+            value("k8s_provider"),
+            kind_cluster=bool(value("kind_cluster")),
+            kubeconfig=kubeconfig,
+            k8s_version=version if check_version else None,
+            bin_dir=bin_dir,
+        )
+    except SettingsError as exc:
+        raise OptionError(str(exc)) from None
+    node_wait = BY_DEST["k8s_node_wait"]
+    values: dict[str, Any] = {
+        "provider": provider,
+        "kubeconfig": kubeconfig,
+        "k8s_version": version,
+        "bin_dir": bin_dir,
+        "keep_cluster": bool(value("keep_cluster")),
+        "keep_namespaces_on_failure": bool(value("keep_namespaces_on_failure")),
+        "kind_config": value("kind_config"),
+        "kind_pod_subnet": value("kind_pod_subnet"),
+        "kind_service_subnet": value("kind_service_subnet"),
+        "apt_mirror": value("k8s_apt_mirror"),
+        "node_wait_seconds": seconds(value(node_wait.dest), node_wait, Settings.node_wait_seconds),
+    }
+    return Settings(**{**values, **fixed})
+
+
+# --- argparse front ends (``k8s-sa up``, ``k8s-sa upstream-e2e``) --------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser, front: str) -> None:
+    """Add the options ``front`` offers as flags; their env vars apply too (see :func:`from_args`)."""
+    for option in OPTIONS:
+        if front not in option.fronts:
+            continue
+        if option.is_bool:
+            parser.add_argument(
+                option.flag, dest=option.dest, action="store_true", default=None, help=_help(option, front)
+            )
+        else:
+            parser.add_argument(
+                option.flag,
+                dest=option.dest,
+                default=None,
+                choices=option.choices_for(front),
+                help=_help(option, front),
+            )
+
+
+def from_args(args: argparse.Namespace, front: str) -> Callable[[str], Any]:
+    """``value(dest)`` for an argparse front end: flag > env var > default; None where not offered."""
+
+    def value(dest: str) -> Any:
+        option = BY_DEST[dest]
+        if front not in option.fronts:
+            return None
+        return lookup(option, getattr(args, dest, None), front=front)
+
+    return value
+
+
+def resolve(config: pytest.Config) -> Settings:
+    """Resolve and validate; contradictions are a :class:`pytest.UsageError` saying what to do."""
+    try:
+        return build_settings(
+            lambda dest: get(config, dest),
+            kind_cluster_name=str(config.getoption("cluster_name", default=None) or "pytest-k8s-sa"),
+            # pytest-kind(-ng)'s own options, when it is installed.
+            kind_image=config.getoption("kind_image", default=None),
+            kind_bin=config.getoption("kind_bin", default=None),
+        )
+    except OptionError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def sut_path(config: pytest.Config) -> Path | None:

@@ -10,22 +10,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_k8s_sa import resources
 from pytest_k8s_sa.cluster import Cluster
 from pytest_k8s_sa.conformance import CHECK_KEY
-from pytest_k8s_sa.deploy import Deployment, deploy_manifests
-from pytest_k8s_sa.deploy.api_cut import ManifestsCut
-from pytest_k8s_sa.deploy.sut import (
-    SutRun,
-    deploy_sut_pods,
-    deploy_sut_processes,
-    find_auth_delegator_binding,
-)
+from pytest_k8s_sa.deploy import Deployment
+from pytest_k8s_sa.deploy.sut import SutRun, deploy_sut
 from pytest_k8s_sa.errors import K8sSAError
 from pytest_k8s_sa.fixtures import SUT_KEY
 from pytest_k8s_sa.sut import Sut
@@ -98,43 +90,13 @@ def sut(request: pytest.FixtureRequest) -> Sut:
     return request.config.stash[SUT_KEY]
 
 
-@contextlib.contextmanager
-def _reference_pods(cluster: Cluster, names: Names, workdir: Path, sut: Sut) -> Iterator[SutRun]:
-    """Without a SUT file, pod providers run the reference manifests of ``fixtures/manifests``; the
-    secret store's in-cluster API address is re-pointed at an api-cut pod (the fail-closed checks)."""
-    cut = ManifestsCut(cluster, resources.run_labels(cluster.run_id))
-    stream_client = cluster.info.api_client()  # kubernetes.stream patches its client: a private one
-    with contextlib.ExitStack() as stack:
-        stack.callback(stream_client.close)
-        deployed = stack.enter_context(deploy_manifests(cluster, names, workdir, patch=cut))
-        control = cut.connect(cluster.api_client, stream_client)
-        if control is not None:
-            stack.callback(control.close)
-        store = deployed.secret_store
-        yield SutRun(
-            sut,
-            deployed,
-            "manifests",
-            binding=find_auth_delegator_binding(cluster.api_client, store.namespace, store.service_account),
-            api_proxy=control,
-            caller_jti=lambda: deployed.api.get("/debug/token-info").json().get("jti"),
-            api_cut_unavailable=cut.cut.unavailable if cut.cut else None,
-        )
-
-
 @pytest.fixture(scope="session")
 def sut_run(
     k8s_cluster: Cluster, k8s_names: Names, tmp_path_factory: pytest.TempPathFactory, sut: Sut
 ) -> Iterator[SutRun]:
-    """The SUT deployed once per run (per xdist worker): as pods where a kubelet runs them, else as
-    local processes (the reference workloads too, through their built-in SUT description)."""
-    workdir = tmp_path_factory.mktemp("sut")
-    if not k8s_cluster.capabilities.runs_pods:
-        manager = deploy_sut_processes(k8s_cluster, k8s_names, workdir, sut)
-    elif sut.is_reference:
-        manager = _reference_pods(k8s_cluster, k8s_names, workdir, sut)
-    else:
-        manager = deploy_sut_pods(k8s_cluster, k8s_names, workdir, sut)
+    """The SUT deployed once per run (per xdist worker) by :func:`~pytest_k8s_sa.deploy.sut.deploy_sut`:
+    as pods where a kubelet runs them, else as local processes (the reference workloads too)."""
+    manager = deploy_sut(k8s_cluster, k8s_names, tmp_path_factory.mktemp("sut"), sut)
     stack = contextlib.ExitStack()
     try:
         run = stack.enter_context(manager)

@@ -81,7 +81,7 @@ def test_a_service_named_kubernetes_selects_the_cut_which_forwards_to_the_real_o
     assert not cut.tls
     assert container["image"] == "python:test"
     assert "Secret" not in docs
-    assert set(docs["ConfigMap"]["data"]) >= {"api_cut.py", "common.py"}
+    assert set(docs["ConfigMap"]["data"]) >= {"api_cut.py", "httpserver.py"}
 
 
 def test_with_the_cluster_ca_the_cut_serves_a_certificate_for_kubernetes() -> None:

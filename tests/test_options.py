@@ -114,7 +114,7 @@ def test_every_option_has_an_ini_key_and_env_var_in_help(pytester):
     text = " ".join(result.stdout.str().split())  # help text is wrapped
     from pytest_k8s_sa.options import OPTIONS
 
-    for option in OPTIONS:
+    for option in (o for o in OPTIONS if "pytest" in o.fronts):
         assert option.ini in text
         assert f"env {option.env}" in text
 
@@ -156,3 +156,145 @@ def test_kind_without_docker_says_what_to_do(pytester, monkeypatch):
     result.stdout.fnmatch_lines(["*no Docker engine answers*"])
     assert "Traceback" not in result.stdout.str()
     assert "During handling" not in result.stdout.str(), "the error is said once, not as a chain"
+
+
+# --- the argparse front ends read the same table (no cluster: settings only) ---------------------
+
+_ENV = (
+    "K8S_SA_PROVIDER",
+    "K8S_SA_KUBECONFIG",
+    "K8S_SA_VERSION",
+    "K8S_SA_BIN_DIR",
+    "K8S_SA_APT_MIRROR",
+    "K8S_SA_NODE_WAIT",
+    "K8S_SA_E2E_SLOW",
+    "K8S_SA_E2E_FOCUS",
+    "K8S_SA_E2E_TIMEOUT_MINUTES",
+)
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for var in _ENV:
+        monkeypatch.delenv(var, raising=False)
+    return monkeypatch
+
+
+def _up_settings(tmp_path, *argv):
+    from pytest_k8s_sa import cli
+
+    args = cli._parser().parse_args(["up", "--kubeconfig", str(tmp_path / "kc"), *argv])
+    return cli._settings(args, tmp_path)
+
+
+def test_up_honours_the_env_vars_and_a_flag_beats_them(clean_env, tmp_path):
+    from pytest_k8s_sa.binaries import DEFAULT_K8S_VERSION
+
+    settings = _up_settings(tmp_path)
+    assert (settings.provider, settings.k8s_version, settings.node_wait_seconds) == (
+        "local",
+        DEFAULT_K8S_VERSION,
+        5.0,
+    )
+    clean_env.setenv("K8S_SA_PROVIDER", "local-node")
+    clean_env.setenv("K8S_SA_VERSION", "1.36.3")
+    clean_env.setenv("K8S_SA_NODE_WAIT", "1800")
+    clean_env.setenv("K8S_SA_APT_MIRROR", "http://env.test/debian")
+    settings = _up_settings(tmp_path)
+    assert (settings.provider, settings.k8s_version, settings.node_wait_seconds) == (
+        "local-node",
+        "1.36.3",
+        1800,
+    )
+    assert settings.apt_mirror == "http://env.test/debian"
+    assert _up_settings(tmp_path, "--k8s-provider", "local", "--k8s-node-wait", "0").provider == "local"
+    assert _up_settings(tmp_path, "--k8s-node-wait", "0").node_wait_seconds == 0
+    clean_env.setenv("K8S_SA_KUBECONFIG", str(tmp_path / "other"))  # the tests' cluster: not up's output
+    assert _up_settings(tmp_path).kubeconfig is None
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"K8S_SA_PROVIDER": "kubeconfig"}, "$K8S_SA_PROVIDER = 'kubeconfig' is not a valid --k8s-provider"),
+        ({"K8S_SA_NODE_WAIT": "soon"}, "--k8s-node-wait: 'soon' is not a number of seconds"),
+    ],
+)
+def test_up_names_a_bad_env_var_and_starts_nothing(clean_env, tmp_path, capsys, env, message):
+    from pytest_k8s_sa import cli
+
+    for key, value in env.items():
+        clean_env.setenv(key, value)
+    assert cli.main(["up", "--kubeconfig", str(tmp_path / "kc")]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "kc").exists()
+
+
+def test_up_help_names_the_env_vars(capsys):
+    from pytest_k8s_sa import cli
+    from pytest_k8s_sa.options import OPTIONS, UP
+
+    with pytest.raises(SystemExit):
+        cli.main(["up", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option in (o for o in OPTIONS if UP in o.fronts):
+        assert f"{option.flag} " in text
+        assert f"env {option.env}" in text
+
+
+def _e2e(*argv):
+    from pytest_k8s_sa import cli
+    from pytest_k8s_sa.upstream_e2e import command
+
+    return command.resolve(cli._parser().parse_args(["upstream-e2e", *argv]))
+
+
+def test_upstream_e2e_reads_the_same_table(clean_env, tmp_path):
+    from pytest_k8s_sa.upstream_e2e.run import DEFAULT_FOCUS
+
+    opts = _e2e()
+    assert (opts.settings.provider, opts.focus, opts.slow, opts.timeout_minutes) == (
+        "local",
+        DEFAULT_FOCUS,
+        False,
+        0,
+    )
+    clean_env.setenv("K8S_SA_KUBECONFIG", str(tmp_path / "kc"))
+    clean_env.setenv("K8S_SA_VERSION", "1.36.3")  # the e2e binary's version: allowed with a kubeconfig
+    clean_env.setenv("K8S_SA_E2E_SLOW", "Yes")
+    clean_env.setenv("K8S_SA_E2E_TIMEOUT_MINUTES", "5")
+    opts = _e2e()
+    assert (opts.settings.provider, opts.version, opts.slow, opts.timeout_minutes) == (
+        "kubeconfig",
+        "1.36.3",
+        True,
+        5,
+    )
+    assert _e2e("--focus", "X").focus == "X"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"K8S_SA_E2E_SLOW": "maybe"}, "$K8S_SA_E2E_SLOW for --slow: 'maybe' is not a boolean"),
+        ({"K8S_SA_E2E_TIMEOUT_MINUTES": "soon"}, "--timeout-minutes: 'soon' is not a whole number"),
+        ({"K8S_SA_PROVIDER": "eks"}, "is not a valid --k8s-provider"),
+    ],
+)
+def test_upstream_e2e_names_a_bad_env_var(clean_env, env, message):
+    from pytest_k8s_sa.options import OptionError
+
+    for key, value in env.items():
+        clean_env.setenv(key, value)
+    with pytest.raises(OptionError) as error:
+        _e2e()
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(("raw", "value"), [("1", True), ("ON", True), (" no ", False), ("", False)])
+def test_one_boolean_parser(raw, value):
+    from pytest_k8s_sa.options import parse_bool
+
+    assert parse_bool(raw, what="x") is value

@@ -12,7 +12,7 @@ key whose ``exp`` is seconds away, on the local provider:
 * ROT-003 passes the reference caller, whose file the emulated kubelet refreshes at 80 % of a 60 s
   token, and fails a caller that never re-reads its token file (``tests/mutants/caller_reads_token_once``).
 
-The SUT runs as local processes (:func:`deploy_sut_processes`, as the suite deploys it on the local
+The SUT runs as local processes (:func:`deploy_sut` in process mode, as the suite deploys it on the local
 provider), called in this process: no inner pytest run is needed.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from pytest_k8s_sa.cluster import Cluster
-from pytest_k8s_sa.deploy.sut import SutRun, deploy_sut_processes
+from pytest_k8s_sa.deploy.sut import SutRun, deploy_sut
 from pytest_k8s_sa.fixtures import MintTokenFactory
 from pytest_k8s_sa.sut import Sut, load, reference
 from pytest_k8s_sa.tokens import Token
@@ -56,7 +56,7 @@ def recorder(evidence: dict[str, object]) -> Callable[[str, object], None]:
 def deployed(cluster: Cluster, names: Names, workdir: Path, sut: Sut) -> Iterator[SutRun]:
     if cluster.capabilities.runs_pods:
         pytest.skip(f"runs the SUT as local processes (the local provider), not on {cluster.provider}")
-    with deploy_sut_processes(cluster, names, workdir, sut) as run:
+    with deploy_sut(cluster, names, workdir, sut) as run:
         yield run
 
 

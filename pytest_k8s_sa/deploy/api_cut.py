@@ -41,8 +41,9 @@ import requests
 from ..cluster import Cluster
 from ..errors import K8sSAError
 from ..workloads.api_cut import MODES, TLS_MODES
-from .manifests import WORKLOAD_CODE_CONFIGMAP, workload_code_configmap, workload_image
+from .manifests import workload_code_configmap, workload_image
 from .pods import DeployError, PortForward, wait_for_rollout
+from .workload_pod import deployment_doc, http_probe, service_doc, workload_pod
 
 APP = "api-cut"
 SERVICE = "kubernetes"
@@ -137,15 +138,9 @@ def plan(
     real = core.read_namespaced_service("kubernetes", "default")
     port = next((p.port for p in real.spec.ports if p.name == "https"), real.spec.ports[0].port)
     upstream = f"{real.spec.cluster_ip}:{port}"
-    env = [
-        {"name": "UPSTREAM", "value": upstream},
-        {"name": "CUT_LISTEN_ADDR", "value": f":{CUT_PORT}"},
-        {"name": "LISTEN_ADDR", "value": f":{CONTROL_PORT}"},
-        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-        {"name": "PYTHONUNBUFFERED", "value": "1"},
-    ]
-    mounts = [{"name": "code", "mountPath": "/app/k8s_sa_workloads", "readOnly": True}]
-    volumes: list[dict[str, Any]] = [{"name": "code", "configMap": {"name": WORKLOAD_CODE_CONFIGMAP}}]
+    env = {"UPSTREAM": upstream, "CUT_LISTEN_ADDR": f":{CUT_PORT}", "LISTEN_ADDR": f":{CONTROL_PORT}"}
+    mounts: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = []
     docs: list[dict[str, Any]] = []
     if with_code:
         docs.append(workload_code_configmap(namespace, labels))
@@ -164,55 +159,25 @@ def plan(
                 },
             }
         )
-        env += [
-            {"name": "CERT_FILE", "value": "/etc/api-cut/tls.crt"},
-            {"name": "KEY_FILE", "value": "/etc/api-cut/tls.key"},
-        ]
+        env.update(CERT_FILE="/etc/api-cut/tls.crt", KEY_FILE="/etc/api-cut/tls.key")
         mounts.append({"name": "tls", "mountPath": "/etc/api-cut", "readOnly": True})
         volumes.append({"name": "tls", "secret": {"secretName": APP}})
-    pod_spec = {
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 1,
-        "containers": [
-            {
-                "name": APP,
-                "image": workload_image(cluster),
-                "imagePullPolicy": "IfNotPresent",
-                "command": ["python3", "-m", "k8s_sa_workloads.api_cut"],
-                "workingDir": "/app",
-                "env": env,
-                "ports": [
-                    {"name": "https", "containerPort": CUT_PORT},
-                    {"name": "control", "containerPort": CONTROL_PORT},
-                ],
-                "readinessProbe": {"httpGet": {"path": "/healthz", "port": CONTROL_PORT}, "periodSeconds": 1},
-                "resources": {"limits": {"memory": "128Mi"}},
-                "volumeMounts": mounts,
-            }
-        ],
-        "volumes": volumes,
-    }
+    pod_spec = workload_pod(
+        APP,
+        workload_image(cluster),
+        module="api_cut",
+        python="python3",
+        env=env,
+        ports={"https": CUT_PORT, "control": CONTROL_PORT},
+        probe=http_probe("/healthz", CONTROL_PORT),
+        automount_token=False,
+        enable_service_links=False,
+        mounts=mounts,
+        volumes=volumes,
+    )
     docs += [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": APP, "namespace": namespace, "labels": {"app": APP, **labels}},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": APP}},
-                "template": {"metadata": {"labels": {"app": APP}}, "spec": pod_spec},
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": SERVICE, "namespace": namespace, "labels": labels},
-            "spec": {
-                "selector": {"app": APP},
-                "ports": [{"name": "https", "port": SERVICE_PORT, "targetPort": CUT_PORT}],
-            },
-        },
+        deployment_doc(APP, namespace, pod_spec, labels),
+        service_doc(SERVICE, namespace, APP, {"https": (SERVICE_PORT, CUT_PORT)}, labels),
     ]
     return PodApiCut(namespace, docs, tls=ca is not None, upstream=upstream)
 

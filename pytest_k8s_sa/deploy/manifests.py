@@ -8,7 +8,6 @@ own, like local-node, says which), ``$K8S_SA_WORKLOAD_IMAGE`` overrides it.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import string
 import time
@@ -24,6 +23,7 @@ from .. import paths, resources
 from ..cluster import Cluster
 from ..tokens import BoundObject
 from ..waiting import WaitTimeout, wait_until
+from .cleanup import Cleanups
 from .model import API_TOKEN_REFRESH_SECONDS, AUDIENCE, Deployment, Workload
 from .pods import (
     DeployError,
@@ -33,13 +33,14 @@ from .pods import (
     rotate_by_kubelet_restart,
     wait_for_rollout,
 )
+from .workload_pod import CODE_CONFIGMAP
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 MANIFESTS_DIR = paths.manifests_dir()
 """The templated manifests: in the wheel, or at the checkout's top (``$K8S_SA_MANIFESTS`` overrides)."""
 WORKLOADS_DIR = PACKAGE_DIR / "workloads"
 SECRET_STORE_MANIFEST = "30-secret-store.yaml"  # noqa: S105 - a file name
-WORKLOAD_CODE_CONFIGMAP = "k8s-sa-workloads"
+WORKLOAD_CODE_CONFIGMAP = CODE_CONFIGMAP
 DEFAULT_IMAGE = "python:3.11-slim"
 """The workloads' image where the provider names none (kind, real clusters); ``$K8S_SA_WORKLOAD_IMAGE``
 overrides it, and providers that build their own image say so in ``Capabilities.default_workload_image``."""
@@ -104,12 +105,6 @@ def workload_image(cluster: Cluster, image: str | None = None) -> str:
     )
 
 
-def _run_cleanups(cleanups: list[Callable[[], Any]]) -> None:
-    while cleanups:
-        with contextlib.suppress(Exception):
-            cleanups.pop()()
-
-
 @contextlib.contextmanager
 def deploy_manifests(
     cluster: Cluster,
@@ -129,17 +124,14 @@ def deploy_manifests(
     and rotates the tokens. ``workdir`` is unused here (the same signature as ``deploy_processes``).
     ``patch`` may change the rendered documents (in place) before they are applied.
     """
-    cleanups: list[Callable[[], Any]] = []
-    try:
-        yield _apply(cluster, names, cleanups, image, manifests_dir, audience, timeout, patch)
-    finally:
-        _run_cleanups(cleanups)
+    with Cleanups() as stack:
+        yield _apply(cluster, names, stack, image, manifests_dir, audience, timeout, patch)
 
 
 def _apply(
     cluster: Cluster,
     names: Callable[[str], str],
-    cleanups: list[Callable[[], Any]],
+    stack: Cleanups,
     image: str | None,
     folder: Path | None,
     audience: str,
@@ -148,7 +140,7 @@ def _apply(
 ) -> Deployment:
     api_client = cluster.api_client
     stream_client = cluster.info.api_client()  # kubernetes.stream patches its client: a private one
-    cleanups.append(stream_client.close)
+    stack.defer(stream_client.close)
     values = {
         "RUN_ID": cluster.run_id,
         "API_NAMESPACE": names("api"),
@@ -164,13 +156,9 @@ def _apply(
         patch(docs)
     for doc in docs:
         if doc["kind"] == "Namespace":
-            cleanups.append(
-                functools.partial(resources.delete_namespace, api_client, doc["metadata"]["name"])
-            )
+            stack.defer(resources.delete_namespace, api_client, doc["metadata"]["name"])
         elif doc["kind"] == "ClusterRoleBinding":
-            cleanups.append(
-                functools.partial(resources.delete_cluster_role_binding, api_client, doc["metadata"]["name"])
-            )
+            stack.defer(resources.delete_cluster_role_binding, api_client, doc["metadata"]["name"])
     namespaces = {
         "api": values["API_NAMESPACE"],
         "secret-store": values["SECRET_STORE_NAMESPACE"],
@@ -185,7 +173,7 @@ def _apply(
     for app, port in _PORTS.items():
         pod = pods[app]
         forward = PortForward(stream_client, namespaces[app], pod.metadata.name, port)
-        cleanups.append(forward.close)
+        stack.defer(forward.close)
         workloads[app] = Workload(
             app,
             namespaces[app],
@@ -250,21 +238,15 @@ def start_secret_store_pod(
         "spec": spec,
     }
     stream_client = cluster.info.api_client()
-    cleanups: list[Callable[[], Any]] = [stream_client.close]
-
-    def stop() -> None:
-        _run_cleanups(cleanups)
-
-    try:
+    with Cleanups() as stack:
+        stack.defer(stream_client.close)
         kubernetes.utils.create_from_dict(api_client, doc)
-        cleanups.append(lambda: resources.delete_pod(api_client, namespace, name))
+        stack.defer(resources.delete_pod, api_client, namespace, name)
         pod = wait_for_rollout(api_client, [(namespace, name)], timeout=120)[name]
         port = int(spec["containers"][0]["ports"][0]["containerPort"])
         forward = PortForward(stream_client, namespace, name, port)
-        cleanups.append(forward.close)
-    except BaseException:
-        stop()
-        raise
+        stack.defer(forward.close)
+        stop = stack.pop_all().close
     workload = Workload(
         name,
         namespace,

@@ -20,7 +20,10 @@ from ..process import Process
 from ..projector import FIDELITY as EMULATED
 from ..projector import TokenProjector
 from ..tokens import BoundObject
-from .model import API_TOKEN_REFRESH_SECONDS, AUDIENCE, TOKEN_EXPIRATION_SECONDS, Deployment, Workload
+from . import steps
+from .cleanup import Cleanups
+from .model import API_TOKEN_REFRESH_SECONDS, AUDIENCE, Deployment, Workload
+from .steps import project_tokens, service_account_volume
 
 
 def _python_module(module: str) -> list[str]:
@@ -29,59 +32,6 @@ def _python_module(module: str) -> list[str]:
 
 def _healthy(url: str) -> Callable[[], bool]:
     return lambda: requests.get(f"{url}/healthz", timeout=1).status_code == 200
-
-
-def _project(
-    cluster: Cluster,
-    namespace: str,
-    service_account: str,
-    pod: BoundObject,
-    directory: Path,
-    filename: str,
-    audience: str | None,
-    extra: dict[str, bytes] | None = None,
-) -> TokenProjector:
-    """Start an emulated-kubelet token volume for a workload process."""
-    projector = TokenProjector(
-        cluster.api_client,
-        namespace=namespace,
-        service_account=service_account,
-        pod=pod,
-        directory=directory,
-        filename=filename,
-        audience=audience,
-        expiration_seconds=TOKEN_EXPIRATION_SECONDS,
-        extra_files=extra,
-    )
-    projector.start()
-    return projector
-
-
-def _service_account_volume(
-    cluster: Cluster,
-    namespace: str,
-    service_account: str,
-    pod: BoundObject,
-    directory: Path,
-    extra_ca: bytes = b"",
-) -> TokenProjector:
-    """The volume every pod gets: a token for the API audiences, the cluster CA, the namespace.
-
-    ``extra_ca`` is appended to ``ca.crt`` (for tests that put a TLS proxy in front of the API).
-    """
-    ca = Path(cluster.api_client.configuration.ssl_ca_cert).read_bytes()
-    if extra_ca:
-        ca = ca.rstrip(b"\n") + b"\n" + extra_ca
-    return _project(
-        cluster,
-        namespace,
-        service_account,
-        pod,
-        directory,
-        "token",
-        None,
-        {"ca.crt": ca, "namespace": namespace.encode()},
-    )
 
 
 def _secret_store_env(
@@ -116,47 +66,40 @@ def deploy_processes(
     """Run the three workloads as local processes against ``cluster`` (emulated kubelet)."""
     api_client = cluster.api_client
     labels = resources.run_labels(cluster.run_id)
-    cleanups: list[Callable[[], None]] = []
 
     def identity(stem: str, sa_name: str) -> tuple[str, BoundObject]:
-        namespace = names(stem)
-        resources.create_namespace(api_client, namespace, labels)
-        cleanups.append(lambda: resources.delete_namespace(api_client, namespace))
-        resources.create_service_account(api_client, namespace, sa_name)
-        pod = resources.create_placeholder_pod(
-            api_client, namespace, sa_name, sa_name, labels={"app": sa_name}
-        )
-        return namespace, BoundObject("Pod", pod.metadata.name, pod.metadata.uid)
+        made = steps.identity(cluster, stack, names(stem), sa_name, sa_name, labels)
+        return made.namespace, made.pod
 
     def started(projector: TokenProjector) -> TokenProjector:
-        cleanups.append(projector.stop)
+        stack.defer(projector.stop)
         return projector
 
     def run(name: str, module: str, env: dict[str, str]) -> tuple[Process, str]:
         port = free_port()
         proc = _run_workload(name, module, env, workdir, port)
-        cleanups.append(proc.stop)
+        stack.defer(proc.stop)
         return proc, f"http://127.0.0.1:{port}"
 
-    try:
+    with Cleanups() as stack:
         api_ns, api_pod = identity("api", "api")
         store_ns, store_pod = identity("secret-store", "secret-store")
         data_ns, data_pod = identity("data-store", "data-store")
         binding = names("k8s-sa-secret-store-auth-delegator")
         resources.grant_auth_delegator(api_client, binding, store_ns, "secret-store", labels)
-        cleanups.append(lambda: resources.delete_cluster_role_binding(api_client, binding))
+        stack.defer(resources.delete_cluster_role_binding, api_client, binding)
 
         # The secret store's own credentials: a token for the API audiences, as in every pod.
         store_volume = started(
-            _service_account_volume(
+            service_account_volume(
                 cluster, store_ns, "secret-store", store_pod, workdir / "secret-store/serviceaccount"
             )
         )
         api_projector = started(
-            _project(cluster, api_ns, "api", api_pod, workdir / "api/tokens", "api-token", audience)
+            project_tokens(cluster, api_ns, "api", api_pod, workdir / "api/tokens", "api-token", audience)
         )
         data_projector = started(
-            _project(
+            project_tokens(
                 cluster,
                 data_ns,
                 "data-store",
@@ -188,13 +131,8 @@ def deploy_processes(
             ),
             fidelity=EMULATED,
             audience=audience,
-            _cleanups=cleanups,
         )
         yield deployment
-    finally:
-        while cleanups:
-            with contextlib.suppress(Exception):
-                cleanups.pop()()
 
 
 def start_secret_store_process(
@@ -216,7 +154,7 @@ def start_secret_store_process(
     ``api_url`` replaces the apiserver's address (e.g. a proxy in front of it), ``extra_ca`` is
     trusted as well, ``env`` sets further variables (``REVIEW_TIMEOUT_SECONDS``, ...).
     """
-    volume = _service_account_volume(
+    volume = service_account_volume(
         cluster, namespace, service_account, pod, workdir / name / "serviceaccount", extra_ca
     )
     port = free_port()

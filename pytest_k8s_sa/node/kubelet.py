@@ -18,7 +18,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..controlplane import LOOPBACK, write_kubeconfig
+from ..controlplane import LOOPBACK
+from ..kubeconfig import client_certificate_kubeconfig
 from ..pki import CertificateAuthority
 from ..process import Process
 from .network import CLUSTER_CIDR, DNS_SERVICE_IP, NODE_IP, nsenter
@@ -56,7 +57,8 @@ class NodeCertificates:
 
 
 def kubeconfig_for(path: Path, server: str, ca: Path, pair: tuple[Path, Path]) -> Path:
-    return write_kubeconfig(path, server, ca, client_cert=pair[0], client_key=pair[1])
+    """A node component's kubeconfig: its client certificate ``pair`` against ``server``."""
+    return client_certificate_kubeconfig(server, ca, pair[0], pair[1]).write(path)
 
 
 def kubelet_config(workdir: Path, containerd_socket: Path, ca: Path) -> Path:

@@ -1,26 +1,30 @@
 """``k8s-sa upstream-e2e``: build, start or attach to a cluster, load images, run, report.
 
-Every option is a flag with an environment variable as its default (the command has no ini file;
-the pytest plugin's ``K8S_SA_PROVIDER``, ``K8S_SA_KUBECONFIG``, ``K8S_SA_VERSION`` and
-``K8S_SA_BIN_DIR`` mean the same here). Exit status: 0 when every selected spec passed (or was
+Every option is a flag with an environment variable, from the one option table
+(:data:`pytest_k8s_sa.options.OPTIONS`; the command has no ini file): the pytest plugin's
+``K8S_SA_PROVIDER``, ``K8S_SA_KUBECONFIG``, ``K8S_SA_VERSION``, ``K8S_SA_BIN_DIR`` ... mean the same
+here, and a flag wins over its variable. Exit status: 0 when every selected spec passed (or was
 skipped / not applicable) and at least one ran, 1 when a spec failed, 2 on a usage or setup error.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 
+from .. import options
 from ..binaries import DEFAULT_K8S_VERSION, stderr_progress
 from ..providers.base import ClusterInfo, NodeControl, Provider
-from ..providers.registry import PROVIDERS, build_provider, resolve_provider
+from ..providers.registry import build_provider
 from ..settings import Settings
 from . import images
 from .build import E2EBinaries, find_e2e_binaries
@@ -38,12 +42,8 @@ from .run import (
 progress = stderr_progress
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def add_parser(sub: Any) -> None:
-    """Register the ``upstream-e2e`` subcommand on the ``k8s-sa`` parser."""
+    """Register the ``upstream-e2e`` subcommand on the ``k8s-sa`` parser (its options: the table's)."""
     p = sub.add_parser(
         "upstream-e2e",
         help="run upstream Kubernetes' own service-account e2e specs (SIG Auth) on a cluster",
@@ -53,92 +53,69 @@ def add_parser(sub: Any) -> None:
             "JSON + JUnit results and a summary table."
         ),
     )
-    env = os.environ.get
-    p.add_argument(
-        "--k8s-provider",
-        choices=tuple(PROVIDERS),
-        default=env("K8S_SA_PROVIDER"),
-        help="local (default; no node: pod specs are not applicable), local-node, kind, kubeconfig "
-        "[$K8S_SA_PROVIDER]",
-    )
-    p.add_argument(
-        "--kubeconfig",
-        type=Path,
-        default=env("K8S_SA_KUBECONFIG"),
-        help="run on this existing cluster (images pulled by the cluster from upstream's registry) "
-        "[$K8S_SA_KUBECONFIG]",
-    )
-    p.add_argument(
-        "--k8s-version",
-        default=env("K8S_SA_VERSION"),
-        help=f"Kubernetes version of a local cluster and of the e2e binary (default {DEFAULT_K8S_VERSION}) "
-        "[$K8S_SA_VERSION]",
-    )
-    p.add_argument(
-        "--k8s-bin-dir", default=env("K8S_SA_BIN_DIR"), help="control-plane binaries [$K8S_SA_BIN_DIR]"
-    )
-    p.add_argument(
-        "--focus",
-        default=env("K8S_SA_E2E_FOCUS", DEFAULT_FOCUS),
-        help=f"ginkgo focus regex (default {DEFAULT_FOCUS!r}) [$K8S_SA_E2E_FOCUS]",
-    )
-    p.add_argument(
-        "--skip",
-        default=env("K8S_SA_E2E_SKIP"),
-        help="ginkgo skip regex (default: [Slow], [Serial], [Disruptive], Feature:OffByDefault) "
-        "[$K8S_SA_E2E_SKIP]",
-    )
-    p.add_argument(
-        "--slow",
-        action="store_true",
-        default=_env_flag("K8S_SA_E2E_SLOW"),
-        help="also run [Slow] specs (token rotation alone takes ~9 min) [$K8S_SA_E2E_SLOW]",
-    )
-    p.add_argument(
-        "--report-dir",
-        type=Path,
-        default=env("K8S_SA_E2E_REPORT_DIR"),
-        help="where results and logs go (default reports/upstream-e2e-<provider>) [$K8S_SA_E2E_REPORT_DIR]",
-    )
+    options.add_arguments(p, options.E2E)
     p.add_argument(
         "--build-only",
         action="store_true",
         help="only build (or find) the e2e binary, kubectl and agnhost, then exit",
     )
-    p.add_argument(
-        "--timeout-minutes",
-        type=int,
-        default=int(env("K8S_SA_E2E_TIMEOUT_MINUTES", "0") or 0),
-        help="ginkgo's whole-run timeout (default 60, 120 with --slow) [$K8S_SA_E2E_TIMEOUT_MINUTES]",
-    )
 
 
-def _provider_name(args: argparse.Namespace) -> str:
-    """The provider the options select (the plugin's rules, :func:`resolve_provider`).
+@dataclass(frozen=True)
+class E2EOptions:
+    """The command's resolved options (flag > env var > default), checked."""
 
-    ``--k8s-version`` is left out of the check: here it also picks the e2e binary's version, which
-    is meaningful for an existing cluster too.
+    settings: Settings
+    focus: str
+    skip: str | None
+    slow: bool
+    report_dir: Path | None
+    timeout_minutes: int
+    build_only: bool
+
+    @property
+    def version(self) -> str:
+        return self.settings.k8s_version or DEFAULT_K8S_VERSION
+
+
+def resolve(args: argparse.Namespace, workdir: Path | None = None) -> E2EOptions:
+    """The options from ``args`` and the ``K8S_SA_*`` variables; an :class:`~..options.OptionError`
+    (exit status 2) names a bad one.
+
+    ``--k8s-version`` is left out of the provider check: here it also picks the e2e binary's
+    version, which is meaningful for an existing cluster too.
     """
-    return resolve_provider(
-        args.k8s_provider,
-        kubeconfig=str(args.kubeconfig) if args.kubeconfig else None,
-        bin_dir=args.k8s_bin_dir,
-    )
-
-
-def make_provider(name: str, args: argparse.Namespace, workdir: Path) -> Provider:
-    """The cluster for ``name``, built by the provider registry like the plugin's, owned by this process."""
-    version = args.k8s_version or DEFAULT_K8S_VERSION
-    settings = Settings(
-        provider=name,
-        kubeconfig=str(args.kubeconfig) if args.kubeconfig else None,
-        k8s_version=version,
-        bin_dir=args.k8s_bin_dir,
+    value = options.from_args(args, options.E2E)
+    settings = options.build_settings(
+        value,
+        check_version=False,
         kind_cluster_name="k8s-sa-upstream-e2e",
-        work_dir=str(workdir),
+        work_dir=str(workdir) if workdir else None,
         owner_pid=os.getpid(),
     )
-    return build_provider(name, settings)
+    raw_minutes = value("e2e_timeout_minutes")
+    try:
+        minutes = int(raw_minutes or 0)
+    except ValueError:
+        minutes = -1
+    if minutes < 0:
+        raise options.OptionError(f"--timeout-minutes: {raw_minutes!r} is not a whole number of minutes")
+    report_dir = value("e2e_report_dir")
+    return E2EOptions(
+        settings=settings,
+        focus=value("e2e_focus") or DEFAULT_FOCUS,
+        skip=value("e2e_skip"),
+        slow=bool(value("e2e_slow")),
+        report_dir=Path(report_dir) if report_dir else None,
+        timeout_minutes=minutes,
+        build_only=bool(args.build_only),
+    )
+
+
+def make_provider(opts: E2EOptions, workdir: Path) -> Provider:
+    """The cluster of ``opts``, built by the provider registry like the plugin's, owned by this process."""
+    settings = dataclasses.replace(opts.settings, k8s_version=opts.version, work_dir=str(workdir))
+    return build_provider(settings.provider, settings)
 
 
 def load_images(node_control: NodeControl, binaries: E2EBinaries, report_dir: Path) -> Path:
@@ -158,21 +135,21 @@ def load_images(node_control: NodeControl, binaries: E2EBinaries, report_dir: Pa
 
 def run(args: argparse.Namespace) -> int:
     """The whole command; returns the exit status (errors raise :class:`K8sSAError`)."""
-    name = _provider_name(args)
-    focus = validate_regex(args.focus, "--focus")
-    skip = validate_regex(args.skip if args.skip is not None else default_skip(slow=args.slow), "--skip")
-    version = args.k8s_version or DEFAULT_K8S_VERSION
+    opts = resolve(args)
+    name = opts.settings.provider
+    focus = validate_regex(opts.focus, "--focus")
+    skip = validate_regex(opts.skip if opts.skip is not None else default_skip(slow=opts.slow), "--skip")
     started = time.monotonic()
-    binaries = find_e2e_binaries(version, progress=progress)
+    binaries = find_e2e_binaries(opts.version, progress=progress)
     build_seconds = round(time.monotonic() - started, 1)
-    if args.build_only:
+    if opts.build_only:
         print(binaries.e2e_test)
         return 0
-    report_dir: Path = (args.report_dir or Path("reports") / f"upstream-e2e-{name}").resolve()
+    report_dir: Path = (opts.report_dir or Path("reports") / f"upstream-e2e-{name}").resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
-    timeout = args.timeout_minutes or (120 if args.slow else 60)
+    timeout = opts.timeout_minutes or (120 if opts.slow else 60)
     with tempfile.TemporaryDirectory(prefix="k8s-sa-e2e-") as tmp:
-        provider = make_provider(name, args, Path(tmp))
+        provider = make_provider(opts, Path(tmp))
         cluster_started = time.monotonic()
         progress(f"starting the {name} cluster ...")
         info: ClusterInfo = provider.create()

@@ -37,26 +37,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
-from .common import (
-    MAX_RESPONSE_BYTES,
-    TEXT,
-    ConfigError,
-    Endpoint,
-    Limits,
-    Request,
-    Response,
-    UpstreamError,
-    WorkloadServer,
-    bind,
-    env_float,
-    env_str,
-    http_call,
-    json_response,
-    log_event,
-    parse_endpoint,
-    parse_listen_addr,
-    run_main,
-)
+from .entry import run_main
+from .envconfig import ConfigError, Endpoint, env_float, env_str, log_event, parse_endpoint, parse_listen_addr
+from .httpclient import MAX_RESPONSE_BYTES, UpstreamError, http_call
+from .httpserver import TEXT, Limits, Request, Response, WorkloadServer, bind, json_response
 
 CALLER_LIMITS = Limits()
 NO_TOKEN_BODY = b"no service-account token available at TOKEN_PATH"

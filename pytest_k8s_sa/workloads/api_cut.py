@@ -36,19 +36,9 @@ import struct
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
-from .common import (
-    ConfigError,
-    Request,
-    Response,
-    WorkloadServer,
-    bind,
-    env_str,
-    format_hostport,
-    json_response,
-    log_event,
-    parse_listen_addr,
-    run_main,
-)
+from .entry import run_main
+from .envconfig import ConfigError, env_str, format_hostport, log_event, parse_listen_addr
+from .httpserver import Request, Response, WorkloadServer, bind, json_response
 
 MODES = ("forward", "down", "reset", "hang", "plaintext", "http", "trickle", "silent", "review")
 TLS_MODES = ("http", "trickle", "silent", "review")

@@ -1,7 +1,7 @@
 """Secret store: answers only callers whose service-account token the Kubernetes API vouches for.
 
 A caller sends its token in ``X-Client-Id``. The store asks the TokenReview API (with its own
-credentials, see ``common``) whether the token is valid *for this store's audience*, then checks the
+credentials, see ``apicreds``) whether the token is valid *for this store's audience*, then checks the
 service account against an allow-list. That is the Vault/SPIRE pattern: audience-bound review plus an
 explicit allow-list, and a generic "permission denied" to the client.
 
@@ -21,7 +21,7 @@ Environment:
   HEADER_MEMORY_BYTES       request heads being read at once share this many bytes (default 16777216;
                             0 = no budget), a head that would outgrow it gets 503
   K8S_API_URL, K8S_CA_FILE, K8S_TOKEN_FILE, K8S_CLIENT_CERT_FILE, K8S_CLIENT_KEY_FILE, KUBECONFIG,
-  KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT: how to reach the API (see ``common``)
+  KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT: how to reach the API (see ``apicreds``)
 
 Why ``*`` is unsafe: every pod in the cluster whose service account can get a token for this audience
 (any pod can project one) passes, so the store no longer tells the API from the data store. It still
@@ -50,26 +50,18 @@ from dataclasses import asdict, dataclass, field
 from email.message import Message
 from typing import Self
 
-from .common import (
-    SERVICEACCOUNT_DIR,
-    ApiCredentials,
-    ConfigError,
-    KubeApiClient,
+from .apicreds import SERVICEACCOUNT_DIR, ApiCredentials, KubeApiClient, load_api_credentials
+from .entry import run_main
+from .envconfig import ConfigError, env_float, env_int, env_str, log_event, parse_listen_addr
+from .httpclient import UpstreamError
+from .httpserver import (
     Limits,
     Request,
     Response,
-    UpstreamError,
     WorkloadServer,
     bind,
-    env_float,
-    env_int,
-    env_str,
     json_response,
-    load_api_credentials,
-    log_event,
-    parse_listen_addr,
     raise_header_line_limit,
-    run_main,
 )
 
 SERVICE = "secret-store"

@@ -30,23 +30,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .api import token_claims
-from .common import (
-    MAX_RESPONSE_BYTES,
-    ConfigError,
-    Endpoint,
-    Request,
-    RequestHandler,
-    Response,
-    WorkloadServer,
-    bind,
-    env_float,
-    env_str,
-    json_response,
-    log_event,
-    parse_endpoint,
-    parse_listen_addr,
-    run_main,
-)
+from .entry import run_main
+from .envconfig import ConfigError, Endpoint, env_float, env_str, log_event, parse_endpoint, parse_listen_addr
+from .httpclient import MAX_RESPONSE_BYTES
+from .httpserver import Request, RequestHandler, Response, WorkloadServer, bind, json_response
 
 SERVICE = "token-tap"
 AUTHORIZATION = "authorization"

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from pytest_k8s_sa.workloads.common import WorkloadServer
+from pytest_k8s_sa.workloads.httpserver import WorkloadServer
 
 TOKEN_REVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
 API_SA = "system:serviceaccount:api:api"

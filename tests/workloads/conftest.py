@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from pytest_k8s_sa.workloads import api, secret_store
-from pytest_k8s_sa.workloads.common import ApiCredentials, WorkloadServer, parse_endpoint
+from pytest_k8s_sa.workloads.apicreds import ApiCredentials
+from pytest_k8s_sa.workloads.envconfig import parse_endpoint
+from pytest_k8s_sa.workloads.httpserver import WorkloadServer
 
 from ._support import WORKLOAD_ENV, Pki, TokenReviewStub, make_pki, serving
 

@@ -12,13 +12,8 @@ from typing import Any
 import pytest
 
 from pytest_k8s_sa.workloads import api, data_store, secret_store
-from pytest_k8s_sa.workloads.common import (
-    ConfigError,
-    in_cluster_url,
-    load_api_credentials,
-    parse_endpoint,
-    parse_listen_addr,
-)
+from pytest_k8s_sa.workloads.apicreds import in_cluster_url, load_api_credentials
+from pytest_k8s_sa.workloads.envconfig import ConfigError, parse_endpoint, parse_listen_addr
 
 from ._support import Pki, TokenReviewStub, make_token, with_token
 from .conftest import Running

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_k8s_sa.workloads.common import UpstreamError, http_call, parse_endpoint
+from pytest_k8s_sa.workloads.envconfig import parse_endpoint
+from pytest_k8s_sa.workloads.httpclient import UpstreamError, http_call
 
 TIMEOUT = 1.0
 

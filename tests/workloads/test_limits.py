@@ -15,7 +15,8 @@ import pytest
 
 from pytest_k8s_sa import hostile
 from pytest_k8s_sa.workloads import api, data_store, secret_store
-from pytest_k8s_sa.workloads.common import ConfigError, LimitLog, Limits
+from pytest_k8s_sa.workloads.envconfig import ConfigError
+from pytest_k8s_sa.workloads.httpserver import LimitLog, Limits
 
 from ._support import TokenReviewStub, eventually, log_lines, make_token, with_token
 from .conftest import Running

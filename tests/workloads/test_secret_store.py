@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pytest_k8s_sa.workloads import secret_store
-from pytest_k8s_sa.workloads.common import ApiCredentials
+from pytest_k8s_sa.workloads.apicreds import ApiCredentials
 
 from ._support import (
     DATA_STORE_SA,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pytest_k8s_sa.workloads.common import ConfigError, parse_endpoint
+from pytest_k8s_sa.workloads.envconfig import ConfigError, parse_endpoint
 from pytest_k8s_sa.workloads.tap import Config, LoopbackTap, TokenTap, credential_jti, status_server
 
 from ._support import closed_port, make_token, request, serving

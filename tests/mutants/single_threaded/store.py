@@ -8,14 +8,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import _reference  # noqa: F401
 
-from pytest_k8s_sa.workloads import common
+from pytest_k8s_sa.workloads import httpserver
 from pytest_k8s_sa.workloads import secret_store as ref
 
 
-class Sequential(common.WorkloadServer):
+class Sequential(httpserver.WorkloadServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         socketserver.TCPServer.process_request(self, request, client_address)  # MUTATION: no thread
 
 
-common.WorkloadServer = Sequential  # type: ignore[misc]
+httpserver.WorkloadServer = Sequential  # type: ignore[misc]  # what bind() builds
 raise SystemExit(ref.main())

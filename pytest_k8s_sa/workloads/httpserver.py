@@ -1,471 +1,32 @@
-"""Plumbing shared by the workloads: configuration, JSON logs, the HTTP server, HTTP calls, API access.
+"""The workloads' HTTP server: one thread per connection, every request head read under limits.
 
-Why everything lives here: the workloads must run in a stock ``python:3.11`` image from a ConfigMap,
-so nothing outside the standard library is available, and keeping the plumbing in one module stops
-the three services from drifting apart.
-
-Kubernetes API credentials (used by the secret store for TokenReview), first match wins:
-
-1. ``K8S_API_URL`` (https), optional ``K8S_CA_FILE`` (else the system trust store), and
-   ``K8S_TOKEN_FILE`` (re-read on every call, so rotation works) and/or
-   ``K8S_CLIENT_CERT_FILE`` + ``K8S_CLIENT_KEY_FILE``.
-2. ``KUBECONFIG``: one kubeconfig file in JSON form (JSON is valid kubeconfig YAML, and YAML cannot be
-   parsed with the standard library). Relative file paths are relative to the kubeconfig's directory.
-3. In a pod: ``KUBERNETES_SERVICE_HOST``/``KUBERNETES_SERVICE_PORT`` with the mounted service-account
-   ``token`` and ``ca.crt``.
+A workload implements :class:`App` (``handle``, ``summary``, ``close``); :func:`bind` serves it with
+:class:`WorkloadServer`, whose :class:`RequestHandler` reads each request head under a deadline and a
+byte budget (:class:`Limits`) and refuses what is over them with a status of its own, so no client
+can make a workload hold unbounded memory, threads or time. :func:`serve_until_signalled` stops
+cleanly on SIGTERM/SIGINT (exit 0 for the kubelet). Standard library only.
 """
 
-import base64
-import binascii
 import contextlib
 import http.client
 import http.server
 import io
 import json
-import math
-import os
-import shutil
 import signal
 import socket
 import socketserver
-import ssl
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from email.message import Message
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-EXIT_CONFIG = 2
-SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-MAX_RESPONSE_BYTES = 1024 * 1024
+from .envconfig import ConfigError, env_float, env_int, format_hostport, log_event
+
 HANDLER_TIMEOUT_SECONDS = 30.0
 TEXT = "text/plain; charset=utf-8"
-_EXPLICIT_VARS = (
-    "K8S_API_URL",
-    "K8S_CA_FILE",
-    "K8S_TOKEN_FILE",
-    "K8S_CLIENT_CERT_FILE",
-    "K8S_CLIENT_KEY_FILE",
-)
-
-
-class ConfigError(Exception):
-    """Invalid configuration; ``run_main`` prints it as one stderr line and exits 2, never a traceback."""
-
-
-class UpstreamError(Exception):
-    """A call to another server failed below HTTP (connect, TLS, timeout, protocol, size).
-
-    Why a single type: every such failure has the same meaning for the callers (503 / 502), and its
-    message is safe to log because it never contains request headers.
-    """
-
-
-# --- JSON logging -------------------------------------------------------------------------------
-
-_log_lock = threading.Lock()
-
-
-def log_event(event: str, **fields: object) -> None:
-    """Write one JSON object as one line to stderr.
-
-    Why: parents (tests, log collectors) discover addresses and decisions by parsing these lines, so
-    every line must be complete JSON. Callers must never pass tokens or request headers.
-    """
-    line = json.dumps({"event": event, **fields, "ts": round(time.time(), 3)}, default=str)
-    with _log_lock:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-
-# --- configuration ----------------------------------------------------------------------------
-
-
-def env_str(environ: Mapping[str, str], name: str, default: str = "") -> str:
-    """Return the stripped value; empty counts as unset because manifests often render ``value: ""``."""
-    return environ.get(name, "").strip() or default
-
-
-def env_float(
-    environ: Mapping[str, str],
-    name: str,
-    default: float,
-    *,
-    allow_zero: bool = False,
-    maximum: float = 3600.0,
-) -> float:
-    """Parse a finite, non-negative number of seconds (zero only when ``allow_zero``)."""
-    raw = env_str(environ, name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    lowest = "0" if allow_zero else "greater than 0"
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero) or value > maximum:
-        raise ConfigError(f"{name}={raw!r} must be {lowest} and at most {maximum:g}")
-    return value
-
-
-def env_int(environ: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
-    """Parse an integer within ``[minimum, maximum]``."""
-    raw = env_str(environ, name)
-    if not raw:
-        return default
-    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
-        raise ConfigError(f"{name}={raw!r} must be an integer from {minimum} to {maximum}")
-    return int(raw)
-
-
-def format_hostport(host: str, port: int) -> str:
-    """``host:port`` with IPv6 literals bracketed, as URLs and ``LISTEN_ADDR`` expect."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def parse_listen_addr(value: str, name: str = "LISTEN_ADDR") -> tuple[str, int]:
-    """Parse ``host:port``; an empty host means all interfaces and port 0 asks the kernel for one."""
-    host, sep, port = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ConfigError(f"{name}={value!r}: bracket IPv6 addresses, e.g. [::1]:8080")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"{name}={value!r} must be host:port (e.g. :8080 or 127.0.0.1:0)")
-    return host, int(port)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A parsed http(s) URL: where to connect and which path to ask for."""
-
-    scheme: str
-    host: str
-    port: int
-    path: str
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://{format_hostport(self.host, self.port)}{self.path}"
-
-
-def parse_endpoint(url: str, name: str, *, schemes: Sequence[str] = ("http", "https")) -> Endpoint:
-    """Parse and validate a URL from configuration so bad values fail at start, not on first use."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise ConfigError(f"{name}={url!r} is not a valid URL") from None
-    if parts.scheme not in schemes or not parts.hostname:
-        raise ConfigError(f"{name}={url!r} must be a {' or '.join(schemes)} URL such as https://host:port")
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
-    return Endpoint(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), path)
-
-
-# --- HTTP client ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HttpResult:
-    status: int
-    content_type: str
-    body: bytes
-
-
-def http_call(
-    endpoint: Endpoint,
-    method: str,
-    path: str,
-    *,
-    headers: Mapping[str, str],
-    timeout: float,
-    body: bytes | None = None,
-    context: ssl.SSLContext | None = None,
-) -> HttpResult:
-    """One request with an overall deadline; raises :class:`UpstreamError` for any transport failure.
-
-    Why ``http.client`` rather than ``urllib``: urllib silently honours ``*_PROXY`` variables and follows
-    redirects, and neither must decide where a bearer token is sent. The socket timeout is lowered to
-    the time left before each step, and a watchdog shuts the socket down at the deadline: socket
-    timeouts bound each read, not the call, so a server that trickles one byte at a time would
-    otherwise hold the caller far beyond ``timeout``.
-    """
-    deadline = time.monotonic() + timeout
-    conn: http.client.HTTPConnection
-    if endpoint.scheme == "https":
-        conn = http.client.HTTPSConnection(endpoint.host, endpoint.port, timeout=timeout, context=context)
-    else:
-        conn = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
-
-    def remaining() -> float:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("timed out")
-        return left
-
-    expired = threading.Event()
-
-    def abort() -> None:
-        expired.set()
-        sock = conn.sock
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                # The plain socket's shutdown, not SSLSocket's (which would drop its SSL object under
-                # the reading thread): the blocked read then fails with an OSError or ends early.
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-    watchdog = threading.Timer(timeout, abort)
-    watchdog.daemon = True
-    watchdog.start()
-    timed_out = UpstreamError(f"{endpoint.url}: timed out after {timeout:g}s")
-    try:
-        conn.connect()
-        conn.sock.settimeout(remaining())
-        conn.request(method, path, body=body, headers=dict(headers))
-        conn.sock.settimeout(remaining())
-        response = conn.getresponse()
-        data = response.read(MAX_RESPONSE_BYTES + 1)
-        if expired.is_set():
-            raise timed_out  # the answer may have been cut short by the watchdog
-        if len(data) > MAX_RESPONSE_BYTES:
-            raise UpstreamError(f"response from {endpoint.url} larger than {MAX_RESPONSE_BYTES} bytes")
-        return HttpResult(response.status, response.getheader("Content-Type", ""), data)
-    except TimeoutError:
-        raise timed_out from None
-    except (OSError, http.client.HTTPException) as exc:
-        if expired.is_set():
-            raise timed_out from None
-        raise UpstreamError(f"{endpoint.url}: {type(exc).__name__}: {exc}"[:300]) from None
-    finally:
-        watchdog.cancel()
-        conn.close()
-
-
-# --- Kubernetes API credentials ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ApiCredentials:
-    """How to reach the Kubernetes API as this workload. Secrets are kept out of ``repr``."""
-
-    server: str
-    source: str
-    ca_file: str | None = None
-    ca_data: str | None = None
-    token_file: str | None = None
-    token: str | None = field(default=None, repr=False)
-    client_cert_file: str | None = None
-    client_key_file: str | None = None
-    client_cert_data: bytes | None = field(default=None, repr=False)
-    client_key_data: bytes | None = field(default=None, repr=False)
-
-
-def in_cluster_url(host: str, port: str) -> str:
-    """The API URL from the service variables; IPv6 service IPs must be bracketed in a URL."""
-    return f"https://{format_hostport(host.strip('[]'), int(port))}" if port.isdigit() else ""
-
-
-def load_api_credentials(environ: Mapping[str, str], *, sa_dir: str = SERVICEACCOUNT_DIR) -> ApiCredentials:
-    """Pick the credential source (explicit ``K8S_*``, then ``KUBECONFIG``, then in-cluster)."""
-    if any(env_str(environ, name) for name in _EXPLICIT_VARS):
-        creds = _explicit_credentials(environ)
-    elif env_str(environ, "KUBECONFIG"):
-        creds = _kubeconfig_credentials(env_str(environ, "KUBECONFIG"))
-    elif env_str(environ, "KUBERNETES_SERVICE_HOST"):
-        url = in_cluster_url(
-            env_str(environ, "KUBERNETES_SERVICE_HOST"), env_str(environ, "KUBERNETES_SERVICE_PORT")
-        )
-        if not url:
-            raise ConfigError(
-                "KUBERNETES_SERVICE_HOST is set but KUBERNETES_SERVICE_PORT is not a port number"
-            )
-        creds = ApiCredentials(
-            url,
-            "in-cluster",
-            ca_file=os.path.join(sa_dir, "ca.crt"),
-            token_file=os.path.join(sa_dir, "token"),
-        )
-    else:
-        raise ConfigError(
-            "no Kubernetes API credentials: set K8S_API_URL with K8S_CA_FILE and K8S_TOKEN_FILE (or "
-            "K8S_CLIENT_CERT_FILE/K8S_CLIENT_KEY_FILE), or KUBECONFIG (JSON), or run in a pod"
-        )
-    parse_endpoint(creds.server, f"Kubernetes API server ({creds.source})", schemes=("https",))
-    if creds.token_file:
-        read_token_file(creds.token_file, ConfigError)
-    if not (creds.token_file or creds.token or creds.client_cert_file or creds.client_cert_data):
-        raise ConfigError(
-            f"Kubernetes API credentials from {creds.source} have neither a token nor a client certificate"
-        )
-    return creds
-
-
-def _explicit_credentials(environ: Mapping[str, str]) -> ApiCredentials:
-    url = env_str(environ, "K8S_API_URL")
-    if not url:
-        raise ConfigError("K8S_* credential variables are set but K8S_API_URL is not")
-    cert, key = env_str(environ, "K8S_CLIENT_CERT_FILE"), env_str(environ, "K8S_CLIENT_KEY_FILE")
-    if bool(cert) != bool(key):
-        raise ConfigError("K8S_CLIENT_CERT_FILE and K8S_CLIENT_KEY_FILE must be set together")
-    return ApiCredentials(
-        url,
-        "K8S_* variables",
-        ca_file=env_str(environ, "K8S_CA_FILE") or None,
-        token_file=env_str(environ, "K8S_TOKEN_FILE") or None,
-        client_cert_file=cert or None,
-        client_key_file=key or None,
-    )
-
-
-def _kubeconfig_credentials(path: str) -> ApiCredentials:
-    """Read the current context of a JSON kubeconfig (the subset that needs no plugins)."""
-    if os.pathsep in path:
-        raise ConfigError(f"KUBECONFIG={path!r}: only a single kubeconfig file is supported")
-    try:
-        with open(path, "rb") as fh:
-            doc = json.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read KUBECONFIG {path}: {exc.strerror or exc}") from None
-    except (ValueError, RecursionError):
-        raise ConfigError(
-            f"KUBECONFIG {path} is not JSON: YAML cannot be parsed without third-party packages; "
-            "convert it (kubectl config view --raw -o json) or use the K8S_* variables"
-        ) from None
-    base = os.path.dirname(os.path.abspath(path))
-    where = f"KUBECONFIG {path}"
-    context_name = doc.get("current-context") if isinstance(doc, dict) else None
-    if not context_name or not isinstance(context_name, str):
-        raise ConfigError(f"{where} has no current-context")
-    context = _named(doc, "contexts", "context", context_name, where)
-    cluster = _named(doc, "clusters", "cluster", str(context.get("cluster", "")), where)
-    user = _named(doc, "users", "user", str(context.get("user", "")), where)
-    if cluster.get("insecure-skip-tls-verify"):
-        raise ConfigError(f"{where}: insecure-skip-tls-verify is refused; give certificate-authority(-data)")
-    for unsupported in ("exec", "auth-provider", "username", "password"):
-        if user.get(unsupported):
-            raise ConfigError(
-                f"{where}: user field {unsupported!r} is not supported; use a token or a client certificate"
-            )
-
-    def file_or_data(section: Mapping[str, Any], key: str) -> tuple[str | None, bytes | None]:
-        file_value, data_value = section.get(key), section.get(f"{key}-data")
-        if file_value and data_value:
-            raise ConfigError(f"{where}: both {key} and {key}-data are set")
-        if data_value:
-            try:
-                return None, base64.b64decode(str(data_value), validate=True)
-            except (binascii.Error, ValueError):
-                raise ConfigError(f"{where}: {key}-data is not valid base64") from None
-        return (os.path.join(base, str(file_value)) if file_value else None), None
-
-    ca_file, ca_data = file_or_data(cluster, "certificate-authority")
-    cert_file, cert_data = file_or_data(user, "client-certificate")
-    key_file, key_data = file_or_data(user, "client-key")
-    if bool(cert_file or cert_data) != bool(key_file or key_data):
-        raise ConfigError(f"{where}: client-certificate and client-key must be given together")
-    token_file = user.get("tokenFile")
-    return ApiCredentials(
-        str(cluster.get("server", "")),
-        where,
-        ca_file=ca_file,
-        ca_data=ca_data.decode("ascii", "replace") if ca_data else None,
-        token_file=os.path.join(base, str(token_file)) if token_file else None,
-        token=str(user["token"]) if user.get("token") else None,
-        client_cert_file=cert_file,
-        client_key_file=key_file,
-        client_cert_data=cert_data,
-        client_key_data=key_data,
-    )
-
-
-def _named(doc: Mapping[str, Any], section: str, key: str, name: str, where: str) -> Mapping[str, Any]:
-    for item in doc.get(section) or []:
-        if isinstance(item, dict) and item.get("name") == name and isinstance(item.get(key), dict):
-            return item[key]  # type: ignore[no-any-return]
-    raise ConfigError(f"{where}: {section[:-1]} {name!r} not found")
-
-
-def read_token_file(path: str, error: type[Exception] = UpstreamError) -> str:
-    """Read a bearer token file; re-read on every call so kubelet rotation is picked up."""
-    try:
-        with open(path, encoding="ascii") as fh:
-            token = fh.read(MAX_RESPONSE_BYTES).strip()
-    except (OSError, ValueError) as exc:
-        raise error(
-            f"cannot read token file {path}: {getattr(exc, 'strerror', None) or type(exc).__name__}"
-        ) from None
-    if not token:
-        raise error(f"token file {path} is empty")
-    return token
-
-
-@contextlib.contextmanager
-def _private_files(*blobs: bytes | None) -> Iterator[list[str | None]]:
-    """Write blobs to mode-0600 files in a private directory, removed on exit.
-
-    Why: ``ssl.SSLContext.load_cert_chain`` only accepts file names, and kubeconfigs often embed the
-    client key as ``client-key-data``; the key must not stay on disk longer than the load takes.
-    """
-    directory = tempfile.mkdtemp(prefix="k8s-sa-")
-    try:
-        paths: list[str | None] = []
-        for index, blob in enumerate(blobs):
-            if blob is None:
-                paths.append(None)
-                continue
-            path = os.path.join(directory, f"{index}.pem")
-            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
-                fh.write(blob)
-            paths.append(path)
-        yield paths
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def build_ssl_context(creds: ApiCredentials) -> ssl.SSLContext:
-    """A verifying TLS context: only the cluster CA when one is given, else the system trust store."""
-    try:
-        context = ssl.create_default_context(cafile=creds.ca_file, cadata=creds.ca_data)
-        if creds.client_cert_file or creds.client_cert_data:
-            with _private_files(creds.client_cert_data, creds.client_key_data) as (cert_tmp, key_tmp):
-                cert = cert_tmp or creds.client_cert_file
-                key = key_tmp or creds.client_key_file
-                assert cert is not None
-                context.load_cert_chain(cert, key)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot set up TLS for the Kubernetes API ({creds.source}): {exc}") from None
-    return context
-
-
-class KubeApiClient:
-    """POSTs JSON to the Kubernetes API with the workload's own credentials."""
-
-    def __init__(self, creds: ApiCredentials, timeout: float) -> None:
-        self._creds = creds
-        self._timeout = timeout
-        self._endpoint = parse_endpoint(creds.server, "Kubernetes API server", schemes=("https",))
-        self._context = build_ssl_context(creds)
-
-    def post_json(self, path: str, payload: Mapping[str, object]) -> HttpResult:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        # client-go semantics: a token file, re-read on every use, wins over a static token.
-        bearer = read_token_file(self._creds.token_file) if self._creds.token_file else self._creds.token
-        if bearer:
-            headers["Authorization"] = f"Bearer {bearer}"
-        body = json.dumps(payload).encode()
-        return http_call(
-            self._endpoint,
-            "POST",
-            self._endpoint.path.rstrip("/") + path,
-            headers=headers,
-            body=body,
-            timeout=self._timeout,
-            context=self._context,
-        )
 
 
 # --- HTTP server ------------------------------------------------------------------------------
@@ -1031,9 +592,12 @@ def serve_until_signalled(server: WorkloadServer, ready: Callable[[], None] | No
     the line came first and a signal in that moment killed the process with the default action).
     """
     stop = threading.Event()
+    received: list[str] = []
 
     def on_signal(signum: int, _frame: object) -> None:
-        log_event("stopping", signal=signal.Signals(signum).name)
+        # Only note it: the handler runs on the main thread, which may be inside log_event holding
+        # its lock (writing "listening" as the supervisor reacts to it): logging here would deadlock.
+        received.append(signal.Signals(signum).name)
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -1051,40 +615,10 @@ def serve_until_signalled(server: WorkloadServer, ready: Callable[[], None] | No
             ready()
         stop.wait()
     finally:
+        if received:
+            log_event("stopping", signal=received[0])
         server.shutdown()
         thread.join()
         server.server_close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def run_main(
-    service: str,
-    argv: Sequence[str] | None,
-    usage: str | None,
-    build: Callable[[Mapping[str, str]], WorkloadServer],
-) -> int:
-    """The common ``main``: configuration comes from the environment only; errors exit 2 in one line."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args in (["-h"], ["--help"]):
-        print(usage or service)
-        return 0
-    if args:
-        print(
-            f"{service}: unexpected arguments {args!r}; configuration is read from the environment (--help)",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
-    try:
-        server = build(os.environ)
-    except ConfigError as exc:
-        print(f"{service}: configuration error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return EXIT_CONFIG
-    log_event("starting", service=service, **server.app.summary(), limits=server.limits.summary())
-
-    def listening() -> None:
-        log_event("listening", service=service, addr=server.bound_addr)
-
-    serve_until_signalled(server, ready=listening)
-    log_event("stopped", service=service)
-    return 0
