@@ -26,14 +26,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.cluster import Cluster
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.cluster import Cluster
+from pytest_k8s_sa.cluster.tokens import key_id, request_token
+from pytest_k8s_sa.cluster.types import Names
 from pytest_k8s_sa.deploy import Deployment, deploy_processes
-from pytest_k8s_sa.loadgen import forger, run_load, standard_mix, store_beside
+from pytest_k8s_sa.deploy.loadgen import forger, run_load, standard_mix, store_beside
 from pytest_k8s_sa.providers.registry import build_provider
-from pytest_k8s_sa.settings import Settings
-from pytest_k8s_sa.tokens import key_id, request_token
-from pytest_k8s_sa.types import Names
+from pytest_k8s_sa.providers.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import kubernetes
 
-from .binaries import DEFAULT_K8S_VERSION, build_binaries
-from .errors import K8sSAError
+from .base.errors import K8sSAError
+from .components.binaries import DEFAULT_K8S_VERSION, build_binaries
 from .providers.registry import DEFAULT_PROVIDER, UP_PROVIDERS, build_provider
-from .settings import Settings
+from .providers.settings import Settings
 
 LIVENESS_INTERVAL_SECONDS = 2.0
 LIVENESS_FAILURES = 3
@@ -137,7 +137,7 @@ def conformance(pytest_args: list[str]) -> int:
     """
     import pytest
 
-    from .paths import suite_dir
+    from .base.paths import suite_dir
 
     if pytest_args[:1] in (["-h"], ["--help"]):
         print(conformance.__doc__)

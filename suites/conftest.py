@@ -13,20 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.cluster import Cluster
+from pytest_k8s_sa.base.errors import K8sSAError
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.cluster import Cluster
+from pytest_k8s_sa.cluster.types import Names
 from pytest_k8s_sa.deploy import Deployment, deploy_manifests
-from pytest_k8s_sa.deploy.api_cut import ManifestsCut
-from pytest_k8s_sa.deploy.sut import (
+from pytest_k8s_sa.deploy.apicut.pod_mode import ManifestsCut
+from pytest_k8s_sa.deploy.sut_deploy import (
     SutRun,
     deploy_sut_pods,
     deploy_sut_processes,
     find_auth_delegator_binding,
 )
-from pytest_k8s_sa.errors import K8sSAError
-from pytest_k8s_sa.fixtures import SUT_KEY
-from pytest_k8s_sa.sut import Sut
-from pytest_k8s_sa.types import Names
+from pytest_k8s_sa.plugin.fixtures import SUT_KEY
+from pytest_k8s_sa.sut.model import Sut
 
 # Session fixtures shared by several check modules, the real-time scenarios of the full profile
 # (started with the run) and the hook that runs their checks last:

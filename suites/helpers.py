@@ -14,13 +14,13 @@ import kubernetes
 import pytest
 import requests
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.cluster import Cluster
+from pytest_k8s_sa.base.waiting import wait_until
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.cluster import Cluster
+from pytest_k8s_sa.cluster.tokens import Token, request_token
+from pytest_k8s_sa.cluster.types import ServiceAccountRef
 from pytest_k8s_sa.deploy import Workload
-from pytest_k8s_sa.deploy.sut import SutRun
-from pytest_k8s_sa.tokens import Token, request_token
-from pytest_k8s_sa.types import ServiceAccountRef
-from pytest_k8s_sa.waiting import wait_until
+from pytest_k8s_sa.deploy.sut_deploy import SutRun
 
 
 def sa_ref(cluster: Cluster, workload: Workload) -> ServiceAccountRef:

@@ -14,9 +14,9 @@ import kubernetes
 import pytest
 import requests
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.tokens import BoundObject, Token, TokenReviewResult, request_token, review_token
-from pytest_k8s_sa.waiting import WaitTimeout, wait_until
+from pytest_k8s_sa.base.waiting import WaitTimeout, wait_until
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.tokens import BoundObject, Token, TokenReviewResult, request_token, review_token
 
 from .helpers import call_through_caller, granted, refused, sa_ref, store_says
 

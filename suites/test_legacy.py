@@ -7,10 +7,10 @@ import base64
 import kubernetes
 import pytest
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.fixtures import ServiceAccountRef
-from pytest_k8s_sa.tokens import Token
-from pytest_k8s_sa.waiting import wait_until
+from pytest_k8s_sa.base.waiting import wait_until
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.tokens import Token
+from pytest_k8s_sa.plugin.fixtures import ServiceAccountRef
 
 from .helpers import refused, store_says
 

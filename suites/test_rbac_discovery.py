@@ -8,7 +8,7 @@ import jwt
 import pytest
 import requests
 
-from pytest_k8s_sa.waiting import WaitTimeout
+from pytest_k8s_sa.base.waiting import WaitTimeout
 
 from .helpers import allowed_token, granted, review_rights_removed, sa_ref, status_of, wait_for_grant
 

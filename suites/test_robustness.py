@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from pytest_k8s_sa.tokens import request_token
-from pytest_k8s_sa.waiting import WaitTimeout, wait_until
+from pytest_k8s_sa.base.waiting import WaitTimeout, wait_until
+from pytest_k8s_sa.cluster.tokens import request_token
 
 from .helpers import allowed_token, call_through_caller, granted, review_rights_removed, sa_ref, status_of
 

@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from pytest_k8s_sa import forged
-from pytest_k8s_sa.flaky_api import http_response
-from pytest_k8s_sa.rawhttp import raw_request
-from pytest_k8s_sa.tokens import mint_token, request_token
+from pytest_k8s_sa.cluster.tokens import mint_token, request_token
+from pytest_k8s_sa.deploy.apicut.process_mode import http_response
+from pytest_k8s_sa.sut import forged
+from pytest_k8s_sa.sut.rawhttp import raw_request
 
 from .helpers import allowed_token, granted, intruder_token, refused, sa_ref, status_of, wait_for_grant
 
@@ -206,7 +206,7 @@ def test_token_in_another_header(check, sut_run, real):
 
 # --- fail closed: the callee's Kubernetes API cut off ------------------------------------------
 # Process mode: the callee's ${KUBECONFIG} names a proxy on loopback. Pod mode: the callee's in-cluster
-# API address is re-pointed at an api-cut pod (pytest_k8s_sa/deploy/api_cut.py: its container gets
+# API address is re-pointed at an api-cut pod (pytest_k8s_sa/deploy/apicut/pod_mode.py: its container gets
 # KUBERNETES_SERVICE_HOST=kubernetes, KUBERNETES_SERVICE_PORT=443, its pod enableServiceLinks: false,
 # and a Service `kubernetes` in its namespace selects the cut, which forwards to default/kubernetes).
 # Either way the checks can fail: a callee that grants when its review fails is granted a fresh token

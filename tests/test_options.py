@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 PRINT_SETTINGS = """
-from pytest_k8s_sa.fixtures import SETTINGS_KEY
+from pytest_k8s_sa.plugin.fixtures import SETTINGS_KEY
 
 def test_settings(request):
     s = request.config.stash[SETTINGS_KEY]
@@ -112,7 +112,7 @@ def test_unknown_provider_on_the_command_line_is_rejected(pytester):
 def test_every_option_has_an_ini_key_and_env_var_in_help(pytester):
     result = pytester.runpytest_subprocess("--help")
     text = " ".join(result.stdout.str().split())  # help text is wrapped
-    from pytest_k8s_sa.options import OPTIONS
+    from pytest_k8s_sa.plugin.options import OPTIONS
 
     for option in OPTIONS:
         assert option.ini in text
@@ -135,8 +135,8 @@ def test_missing_kubeconfig_file_fails_with_a_clear_message(pytester, tmp_path):
 
 
 def test_unreachable_cluster_fails_with_a_clear_message(pytester, tmp_path):
-    from pytest_k8s_sa.controlplane import write_kubeconfig
-    from pytest_k8s_sa.pki import CertificateAuthority
+    from pytest_k8s_sa.components.controlplane import write_kubeconfig
+    from pytest_k8s_sa.components.pki import CertificateAuthority
 
     ca = tmp_path / "ca.crt"
     ca.write_bytes(CertificateAuthority().cert_pem)

@@ -17,7 +17,8 @@ def registry_dir() -> Path:
     return cache_root() / "running"
 
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+"""The installed package's folder (``pytest_k8s_sa/``; this module lives in ``base/``)."""
 
 
 def shipped(installed: str, checkout: str) -> Path:

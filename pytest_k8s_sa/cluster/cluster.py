@@ -8,7 +8,7 @@ from pathlib import Path
 
 import kubernetes
 
-from .providers.base import Capabilities, ClusterInfo, NodeControl
+from ..providers.base import Capabilities, ClusterInfo, NodeControl
 from .tokens import request_token
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import kubernetes
 from kubernetes.client import ApiException
 
-from .waiting import wait_until
+from ..base.waiting import wait_until
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "pytest-k8s-sa"

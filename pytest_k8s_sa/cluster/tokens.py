@@ -26,7 +26,7 @@ import kubernetes
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from .waiting import wait_until
+from ..base.waiting import wait_until
 
 if TYPE_CHECKING:
     from .types import LegacyToken
@@ -160,7 +160,7 @@ def raw_token(token: object) -> str:
     if isinstance(token, str):
         return token
     raise TypeError(
-        f"expected a token (str, pytest_k8s_sa.tokens.Token or pytest_k8s_sa.types.LegacyToken), "
+        f"expected a token (str, pytest_k8s_sa.cluster.tokens.Token or pytest_k8s_sa.cluster.types.LegacyToken), "
         f"got {type(token).__name__}"
     )
 

@@ -1,6 +1,6 @@
 """The plain types the fixtures hand out, usable without pytest (library code, benchmarks).
 
-:mod:`pytest_k8s_sa.fixtures` re-exports them.
+:mod:`pytest_k8s_sa.plugin.fixtures` re-exports them.
 """
 
 from __future__ import annotations

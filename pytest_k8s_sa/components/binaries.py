@@ -29,8 +29,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from .errors import BinaryNotFoundError, BuildError
-from .paths import cache_root
+from ..base.errors import BinaryNotFoundError, BuildError
+from ..base.paths import PACKAGE_DIR, cache_root
 
 DEFAULT_K8S_VERSION = "1.37.2"
 """The newest Kubernetes release that builds here (Go 1.26); its go.mod/go.sum ship pinned."""
@@ -186,7 +186,7 @@ def publish_build(
 
 
 def _pinned_module(version: str) -> Path | None:
-    path = Path(__file__).parent / "gobuild" / f"v{version}"
+    path = PACKAGE_DIR / "gobuild" / f"v{version}"
     return path if (path / "go.mod").is_file() and (path / "go.sum").is_file() else None
 
 
@@ -259,7 +259,7 @@ def pin_wrapper_modules(
     Existing pinned modules are left alone. Returns the folders written."""
     version = normalize_version(version)
     go, env = _go(), {**os.environ, "CGO_ENABLED": "0"}
-    root = Path(__file__).parent / "gobuild"
+    root = PACKAGE_DIR / "gobuild"
     wanted: list[tuple[Path, str, tuple[str, ...] | None]] = [
         (root / f"v{version}", CONTROL_PLANE_MODULE, None)
     ]
@@ -510,7 +510,7 @@ def build_component_set(
     components: ComponentSet, *, progress: Progress = stderr_progress, force: bool = False
 ) -> Path:
     """Build one component set into ``<cache>/node/<name>-<module digest>``, under a file lock."""
-    module = Path(__file__).parent / "gobuild" / components.module
+    module = PACKAGE_DIR / "gobuild" / components.module
     if not (module / "go.mod").is_file() and components.module.startswith("node-v"):
         module = resolved_node_module(components.module.removeprefix("node-v"), progress=progress)
     if not (module / "go.mod").is_file():

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import requests
 
+from ..base.ports import free_port
+from ..base.process import Process, sweep_orphans
 from .binaries import Binaries
 from .pki import CertificateAuthority, service_account_signing_key
-from .ports import free_port
-from .process import Process, sweep_orphans
 
 LOOPBACK = "127.0.0.1"
 SERVICE_CLUSTER_IP_RANGE = "198.18.0.0/20"
@@ -288,7 +288,7 @@ class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager on free loopback ports under ``workdir``.
 
     ``owner_pid`` is the process whose death makes the components orphans (see
-    :mod:`pytest_k8s_sa.process`); ``die_with_parent`` ties them to the starting thread, which is
+    :mod:`pytest_k8s_sa.base.process`); ``die_with_parent`` ties them to the starting thread, which is
     right for one pytest process but not for an xdist worker whose cluster outlives it.
     """
 

@@ -3,7 +3,7 @@
 A cluster needs four things: a CA that clients trust, a serving certificate for the
 kube-apiserver (and the controller manager's health endpoint), an admin client certificate in
 ``system:masters`` for the fixtures, and the service-account signing key pair. The signing key
-is the one secret that makes :func:`pytest_k8s_sa.tokens.mint_token` possible: whoever holds it
+is the one secret that makes :func:`pytest_k8s_sa.cluster.tokens.mint_token` possible: whoever holds it
 can mint tokens the apiserver accepts, which is how expiry is tested without waiting.
 
 Keys are EC P-256 (fast to generate; the apiserver accepts ES256 signing keys) except where a

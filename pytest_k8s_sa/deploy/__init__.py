@@ -4,7 +4,7 @@ Two ways, one result (:class:`Deployment`), one shape (context managers):
 
 * :func:`deploy_processes` (clusters without a kubelet, ``local``): the workloads run as local
   processes; Pod objects, service accounts, RBAC and tokens are real API objects, and
-  :mod:`pytest_k8s_sa.projector` plays the kubelet for the token files (fidelity ``emulated-kubelet``).
+  :mod:`pytest_k8s_sa.deploy.projector` plays the kubelet for the token files (fidelity ``emulated-kubelet``).
 * :func:`deploy_manifests` (clusters whose kubelet runs pods): the templated manifests in
   ``fixtures/manifests`` are applied and the real kubelet projects and rotates the tokens
   (fidelity ``real``).

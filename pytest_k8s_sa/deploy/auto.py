@@ -9,8 +9,8 @@ import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..cluster import Cluster
-from ..tokens import BoundObject
+from ..cluster.cluster import Cluster
+from ..cluster.tokens import BoundObject
 from .manifests import deploy_manifests, start_secret_store_pod
 from .model import AUDIENCE, Deployment, Workload
 from .processes import deploy_processes, start_secret_store_process

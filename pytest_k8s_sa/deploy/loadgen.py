@@ -25,10 +25,10 @@ import jwt
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .cluster import Cluster
-from .deploy import Deployment, Workload, start_secret_store_process
-from .hostile import rss_bytes
-from .process import Process
+from ..base.process import Process
+from ..cluster.cluster import Cluster
+from ..sut.hostile import rss_bytes
+from . import Deployment, Workload, start_secret_store_process
 from .projector import TokenProjector
 
 

@@ -20,10 +20,11 @@ import kubernetes
 import requests
 import yaml
 
-from .. import paths, resources
-from ..cluster import Cluster
-from ..tokens import BoundObject
-from ..waiting import WaitTimeout, wait_until
+from ..base import paths
+from ..base.waiting import WaitTimeout, wait_until
+from ..cluster import resources
+from ..cluster.cluster import Cluster
+from ..cluster.tokens import BoundObject
 from .model import API_TOKEN_REFRESH_SECONDS, AUDIENCE, Deployment, Workload
 from .pods import (
     DeployError,

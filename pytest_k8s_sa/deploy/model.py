@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import requests
 
-from ..process import Process
-from ..projector import TokenProjector
-from ..tokens import BoundObject, Token
+from ..base.process import Process
+from ..cluster.tokens import BoundObject, Token
+from .projector import TokenProjector
 
 AUDIENCE = "secret-store"
 TOKEN_EXPIRATION_SECONDS = 600

@@ -18,9 +18,9 @@ import jwt
 import kubernetes
 from kubernetes.client import ApiException
 
-from ..errors import K8sSAError
-from ..tokens import Token
-from ..waiting import WaitTimeout, wait_until
+from ..base.errors import K8sSAError
+from ..base.waiting import WaitTimeout, wait_until
+from ..cluster.tokens import Token
 from .model import Deployment, Workload
 
 if TYPE_CHECKING:

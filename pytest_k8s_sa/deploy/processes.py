@@ -13,14 +13,14 @@ from pathlib import Path
 
 import requests
 
-from .. import resources
-from ..cluster import Cluster
-from ..ports import free_port
-from ..process import Process
-from ..projector import FIDELITY as EMULATED
-from ..projector import TokenProjector
-from ..tokens import BoundObject
+from ..base.ports import free_port
+from ..base.process import Process
+from ..cluster import resources
+from ..cluster.cluster import Cluster
+from ..cluster.tokens import BoundObject
 from .model import API_TOKEN_REFRESH_SECONDS, AUDIENCE, TOKEN_EXPIRATION_SECONDS, Deployment, Workload
+from .projector import FIDELITY as EMULATED
+from .projector import TokenProjector
 
 
 def _python_module(module: str) -> list[str]:

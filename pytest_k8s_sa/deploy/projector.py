@@ -26,7 +26,7 @@ from pathlib import Path
 
 import kubernetes
 
-from .tokens import BoundObject, Token, request_token
+from ..cluster.tokens import BoundObject, Token, request_token
 
 FIDELITY = "emulated-kubelet"
 REFRESH_FRACTION = 0.8

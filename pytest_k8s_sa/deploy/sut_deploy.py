@@ -1,4 +1,4 @@
-"""Deploy a team's system under test (a SUT file, :mod:`pytest_k8s_sa.sut`) like the reference ones.
+"""Deploy a team's system under test (a SUT file, :mod:`pytest_k8s_sa.sut.model`) like the reference ones.
 
 The suite creates what the SUT's pods would find in a cluster: three namespaces (the allowed caller
 ``api``, the callee ``secret-store``, the intruder ``data-store``), their service accounts, the
@@ -7,7 +7,7 @@ callee's ``system:auth-delegator`` ClusterRoleBinding and a Service for the call
 * **process mode** (local provider, ``command``): the callee runs as a local process with
   ``cwd`` = the SUT file's folder. ``${KUBECONFIG}`` is a JSON kubeconfig that authenticates as the
   callee's *own* service account (a token the emulated kubelet keeps fresh), so RBAC applies as in a
-  pod; its server is a :class:`~pytest_k8s_sa.flaky_api.FlakyApi` in front of the apiserver
+  pod; its server is a :class:`~pytest_k8s_sa.deploy.apicut.process_mode.FlakyApi` in front of the apiserver
   (forwarding, TLS end to end), which the fail-closed checks switch to refuse, hang or answer
   garbage. A caller runs the same way, with its projected token in ``${TOKEN_PATH}`` (emulated
   kubelet) and ``${CALLEE_URL}`` a token tap (:mod:`pytest_k8s_sa.workloads.tap`) on loopback in
@@ -49,17 +49,16 @@ from urllib.parse import urlsplit
 import kubernetes
 import requests
 
-from .. import resources
-from ..cluster import Cluster
-from ..flaky_api import ApiCutControl, FlakyApi, make_test_ca
-from ..ports import free_port
-from ..process import Process
-from ..projector import FIDELITY as EMULATED
-from ..sut import CalleeSpec, Sut, SutError, WorkloadSpec, python_executable
-from ..tokens import BoundObject, request_token
-from ..waiting import WaitTimeout, wait_until
+from ..base.ports import free_port
+from ..base.process import Process
+from ..base.waiting import WaitTimeout, wait_until
+from ..cluster import resources
+from ..cluster.cluster import Cluster
+from ..cluster.tokens import BoundObject, request_token
+from ..sut.model import CalleeSpec, Sut, SutError, WorkloadSpec, python_executable
 from ..workloads.tap import LoopbackTap
-from . import api_cut
+from .apicut import pod_mode as api_cut
+from .apicut.process_mode import ApiCutControl, FlakyApi, make_test_ca
 from .manifests import workload_code_configmap, workload_image
 from .model import TOKEN_EXPIRATION_SECONDS, Deployment, Workload
 from .pods import (
@@ -71,6 +70,7 @@ from .pods import (
     wait_for_rollout,
 )
 from .processes import _project, _service_account_volume
+from .projector import FIDELITY as EMULATED
 
 CALLER_SA = "api"
 CALLEE_SA = "secret-store"

@@ -39,7 +39,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ..binaries import (
+from ..base.errors import BuildError
+from ..base.paths import cache_root
+from ..cluster.resources import PLACEHOLDER_IMAGE
+from ..components.binaries import (
     ComponentSet,
     GoTool,
     Progress,
@@ -50,10 +53,7 @@ from ..binaries import (
     normalize_version,
     stderr_progress,
 )
-from ..errors import BuildError
-from ..node import aptsources, images
-from ..paths import cache_root
-from ..resources import PLACEHOLDER_IMAGE
+from ..components.node import aptsources, images
 
 FILES = Path(__file__).parent / "files"
 IMAGE_KEY_LABEL = "io.pytest-k8s-sa.node-image-key"
@@ -535,7 +535,7 @@ def _assemble(
 
 
 def _wait_containerd(docker: str, container: str, timeout: float = 60.0) -> None:
-    from ..waiting import WaitTimeout, wait_until
+    from ..base.waiting import WaitTimeout, wait_until
 
     def up() -> bool:
         argv = [docker, "exec", container, "ctr", "--namespace=k8s.io", "version"]

@@ -14,12 +14,12 @@ from typing import Protocol
 import kubernetes
 import pytest
 
-from . import resources, tokens
-from .cluster import Cluster
-from .settings import Settings
-from .sut import Sut
-from .tokens import BoundObject, Token, TokenReviewResult, raw_token, request_token, review_token
-from .types import LegacyToken, Names, PodRef, ServiceAccountRef
+from ..cluster import resources, tokens
+from ..cluster.cluster import Cluster
+from ..cluster.tokens import BoundObject, Token, TokenReviewResult, raw_token, request_token, review_token
+from ..cluster.types import LegacyToken, Names, PodRef, ServiceAccountRef
+from ..providers.settings import Settings
+from ..sut.model import Sut
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 CLUSTER_KEY = pytest.StashKey[Cluster]()

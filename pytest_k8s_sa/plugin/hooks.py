@@ -18,9 +18,14 @@ from typing import Any
 
 import pytest
 
-from . import options, resources
-from .cluster import Cluster
-from .errors import K8sSAError
+from ..base.errors import K8sSAError
+from ..cluster import resources
+from ..cluster.cluster import Cluster
+from ..providers.base import Provider
+from ..providers.local import stop_shared
+from ..providers.registry import build_provider
+from ..sut.model import SutError, load, reference
+from . import options
 from .fixtures import (  # noqa: F401 - fixtures are registered by being in this module
     CLUSTER_KEY,
     FAILED_KEY,
@@ -38,15 +43,11 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
     token_review,
     token_reviewer,
 )
-from .providers.base import Provider
-from .providers.local import stop_shared
-from .providers.registry import build_provider
-from .sut import SutError, load, reference
 
 LOG_TAIL_LINES = 40
 
 # Conformance checks (marker, `check` fixture, JSON report) are a plugin module of their own.
-pytest_plugins = ["pytest_k8s_sa.conformance"]
+pytest_plugins = ["pytest_k8s_sa.plugin.conformance"]
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:

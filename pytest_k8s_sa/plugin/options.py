@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from .providers.registry import PROVIDERS as _BUILDERS
-from .providers.registry import SettingsError, resolve_provider
-from .settings import Settings
+from ..providers.registry import PROVIDERS as _BUILDERS
+from ..providers.registry import SettingsError, resolve_provider
+from ..providers.settings import Settings
 
 PROVIDERS = tuple(_BUILDERS)
 KIND_PLUGINS = (("pytest-kind-ng", "pytest-kind-ng"), ("pytest-kind", "pytest-kind"))

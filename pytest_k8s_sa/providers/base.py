@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import kubernetes
 
-from ..pki import CertificateAuthority
+from ..components.pki import CertificateAuthority
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class NodeControl(Protocol):
         """Import an OCI or docker-archive tarball into the node's container runtime.
 
         Returns the image references the node holds from it (usable with ``imagePullPolicy:
-        IfNotPresent`` or ``Never``). Raises :class:`~pytest_k8s_sa.errors.K8sSAError` on a file that
+        IfNotPresent`` or ``Never``). Raises :class:`~pytest_k8s_sa.base.errors.K8sSAError` on a file that
         is not such an archive.
         """
 

@@ -17,9 +17,9 @@ from typing import Any
 import requests
 from filelock import FileLock
 
-from ..binaries import DEFAULT_K8S_VERSION, find_binaries
-from ..controlplane import ControlPlane
-from ..process import forget, kill_group, process_start_time
+from ..base.process import forget, kill_group, process_start_time
+from ..components.binaries import DEFAULT_K8S_VERSION, find_binaries
+from ..components.controlplane import ControlPlane
 from .base import Capabilities, ClusterInfo
 
 STATE_DIR = "k8s-sa-local"

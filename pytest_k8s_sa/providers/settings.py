@@ -1,6 +1,6 @@
 """The resolved options of a run, as plain data (no pytest): what providers are built from.
 
-:mod:`pytest_k8s_sa.options` fills it from flags, env vars and ini keys; the ``k8s-sa`` command
+:mod:`pytest_k8s_sa.plugin.options` fills it from flags, env vars and ini keys; the ``k8s-sa`` command
 from its own arguments.
 """
 

@@ -5,7 +5,7 @@ suite judges this project's reference workloads (:func:`reference`). This module
 checks the file, fills placeholders and computes the file's digest for the report; it needs no
 pytest and no cluster, so a CI job (or an editor) can validate a SUT file on its own::
 
-    from pytest_k8s_sa.sut import load
+    from pytest_k8s_sa.sut.model import load
     sut = load("sut.yaml")          # SutError (a K8sSAError) names the file and the key on a mistake
 
 Every mistake is a :class:`SutError` whose message names the file, the key and what to write
@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from .errors import K8sSAError
+from ..base.errors import K8sSAError
 
 PLACEHOLDERS = (
     "PORT",

@@ -18,10 +18,10 @@ from typing import Any
 
 import kubernetes
 
-from ..binaries import DEFAULT_K8S_VERSION, stderr_progress
+from ..components.binaries import DEFAULT_K8S_VERSION, stderr_progress
 from ..providers.base import ClusterInfo, NodeControl, Provider
 from ..providers.registry import PROVIDERS, build_provider, resolve_provider
-from ..settings import Settings
+from ..providers.settings import Settings
 from . import images
 from .build import E2EBinaries, find_e2e_binaries
 from .results import E2EResult, counts_line, summary_table, write_json, write_junit

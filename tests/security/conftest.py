@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.cluster import Cluster
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.cluster import Cluster
+from pytest_k8s_sa.cluster.tokens import Token, request_token
+from pytest_k8s_sa.cluster.types import Names, ServiceAccountRef
 from pytest_k8s_sa.deploy import Deployment, deploy_processes
-from pytest_k8s_sa.tokens import Token, request_token
-from pytest_k8s_sa.types import Names, ServiceAccountRef
 
 AUDIENCE = "secret-store"
 

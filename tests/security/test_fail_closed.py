@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.tokens import BoundObject
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.tokens import BoundObject
 
 from ._support import (
     FlakyApi,

@@ -42,9 +42,9 @@ from filelock import FileLock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.fixtures import ServiceAccountRef
-from pytest_k8s_sa.tokens import BoundObject, key_id, mint_token, request_token
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.tokens import BoundObject, key_id, mint_token, request_token
+from pytest_k8s_sa.plugin.fixtures import ServiceAccountRef
 
 from ._support import LogWatch, client_id, healthy, leaked, raw_request
 

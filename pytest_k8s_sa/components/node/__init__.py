@@ -1,7 +1,7 @@
 """A real Kubernetes node on this machine, without Docker and without a registry (``local-node``).
 
 The node runs the parts kind runs, built from Go modules or taken from Debian packages, inside a
-network namespace of its own; the control plane (:mod:`pytest_k8s_sa.controlplane`) stays on the
+network namespace of its own; the control plane (:mod:`pytest_k8s_sa.components.controlplane`) stays on the
 host and listens on the host end of the node's veth pair.
 
 One module per concept:

@@ -23,7 +23,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..process import Process
+from ...base.process import Process
 from .host import CNI_BIN_DIR, NodeError, Runner
 from .images import PAUSE_IMAGE
 from .network import nsenter

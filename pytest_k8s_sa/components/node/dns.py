@@ -14,7 +14,7 @@ import kubernetes
 import yaml
 from kubernetes.client import ApiException
 
-from ..waiting import wait_until
+from ...base.waiting import wait_until
 from .images import COREDNS_IMAGE
 from .network import DNS_SERVICE_IP
 

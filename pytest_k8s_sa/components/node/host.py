@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import K8sSAError
+from ...base.errors import K8sSAError
 
 CNI_BIN_DIR = Path("/usr/lib/cni")
 """Where Debian's containernetworking-plugins installs bridge, host-local, loopback, portmap."""

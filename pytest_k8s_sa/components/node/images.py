@@ -29,8 +29,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ..paths import cache_root
-from ..resources import PLACEHOLDER_IMAGE
+from ...base.paths import cache_root
+from ...cluster.resources import PLACEHOLDER_IMAGE
 from . import aptsources
 from .host import CommandError, NodeError, Runner
 

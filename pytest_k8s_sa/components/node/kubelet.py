@@ -9,7 +9,7 @@
 * kube-proxy: ``iptables`` mode (still the default in 1.37), rules only inside the node's network
   namespace; conntrack sysctls left alone (``maxPerCore: 0`` and zero timeouts); node ports only on
   the node IP.
-(kube-scheduler, a control-plane component, is in :mod:`pytest_k8s_sa.controlplane`.)
+(kube-scheduler, a control-plane component, is in :mod:`pytest_k8s_sa.components.controlplane`.)
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...base.process import Process
 from ..controlplane import LOOPBACK, write_kubeconfig
 from ..pki import CertificateAuthority
-from ..process import Process
 from .network import CLUSTER_CIDR, DNS_SERVICE_IP, NODE_IP, nsenter
 
 NODE_NAME = "k8s-sa-node"

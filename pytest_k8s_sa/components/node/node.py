@@ -30,10 +30,10 @@ from typing import Any
 import kubernetes
 from filelock import FileLock, Timeout
 
+from ...base.paths import cache_root
+from ...base.process import Process, sweep_orphans
+from ...base.waiting import WaitTimeout, wait_until
 from ..binaries import stderr_progress
-from ..paths import cache_root
-from ..process import Process, sweep_orphans
-from ..waiting import WaitTimeout, wait_until
 from . import dns, images
 from .containerd import Containerd
 from .host import NodeError, Runner
@@ -108,7 +108,8 @@ def _pids_running(executables: set[str]) -> set[int]:
 
 @dataclass
 class LocalNode:
-    """One node under ``workdir``; ``binaries`` from :func:`~pytest_k8s_sa.binaries.node_binaries`."""
+    """One node under ``workdir``; ``binaries`` from
+    :func:`~pytest_k8s_sa.components.binaries.node_binaries`."""
 
     workdir: Path
     binaries: dict[str, Path]

@@ -38,11 +38,11 @@ from typing import Any
 import kubernetes
 import requests
 
-from ..cluster import Cluster
-from ..errors import K8sSAError
-from ..workloads.api_cut import MODES, TLS_MODES
-from .manifests import WORKLOAD_CODE_CONFIGMAP, workload_code_configmap, workload_image
-from .pods import DeployError, PortForward, wait_for_rollout
+from ...base.errors import K8sSAError
+from ...cluster.cluster import Cluster
+from ...workloads.api_cut import MODES, TLS_MODES
+from ..manifests import WORKLOAD_CODE_CONFIGMAP, workload_code_configmap, workload_image
+from ..pods import DeployError, PortForward, wait_for_rollout
 
 APP = "api-cut"
 SERVICE = "kubernetes"

@@ -2,7 +2,7 @@
 
 The cut itself (:class:`~pytest_k8s_sa.workloads.api_cut.ApiCut`: forward, refuse, reset, hang,
 answer garbage) is standard library only and lives with the workloads, because in pod mode the same
-code runs as a pod (:mod:`pytest_k8s_sa.deploy.api_cut`). Here: :class:`FlakyApi`, the cut on a
+code runs as a pod (:mod:`pytest_k8s_sa.deploy.apicut.pod_mode`). Here: :class:`FlakyApi`, the cut on a
 loopback port with a certificate of the test's own CA (process mode: the callee's ``${KUBECONFIG}``
 names it as the server and its ``ca.crt`` trusts that CA too), and :class:`ApiCutControl`, the handle
 the suite switches (in-process here, over a port-forward in pod mode).
@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from .pki import CertificateAuthority, KeyPair
-from .ports import free_port
-from .workloads.api_cut import MODES, TLS_MODES, ApiCut, http_response
+from ...base.ports import free_port
+from ...components.pki import CertificateAuthority, KeyPair
+from ...workloads.api_cut import MODES, TLS_MODES, ApiCut, http_response
 
 __all__ = [
     "MODES",
