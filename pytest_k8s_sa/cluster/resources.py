@@ -14,6 +14,7 @@ import kubernetes
 from kubernetes.client import ApiException
 
 from ..base.waiting import wait_until
+from ..components.node.images import PLACEHOLDER_IMAGE
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "pytest-k8s-sa"
@@ -21,8 +22,6 @@ RUN_LABEL = "pytest-k8s-sa/run"
 WORKER_LABEL = "pytest-k8s-sa/worker"
 KEPT_LABEL = "pytest-k8s-sa/kept"
 LEGACY_TOKEN_TYPE = "kubernetes.io/service-account-token"  # noqa: S105 - a Secret type, not a secret
-PLACEHOLDER_IMAGE = "registry.k8s.io/pause:3.10"
-"""Pods created only so tokens can be bound to them; on kind the image is already on the node."""
 
 
 def worker_id() -> str:

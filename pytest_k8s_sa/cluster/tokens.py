@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jwt
 import kubernetes
@@ -27,9 +27,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..base.waiting import wait_until
-
-if TYPE_CHECKING:
-    from .types import LegacyToken
 
 SA_PREFIX = "system:serviceaccount:"
 CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
@@ -145,14 +142,21 @@ class TokenReviewResult:
         return None
 
 
+@dataclass(frozen=True)
+class LegacyToken:
+    """A legacy ``kubernetes.io/service-account-token`` Secret and the token it holds."""
+
+    namespace: str
+    secret_name: str
+    token: Token
+
+
 def raw_token(token: object) -> str:
     """The raw JWT of ``token``: a ``str``, a :class:`Token` or a ``LegacyToken`` (its ``.token``).
 
     Anything else is a :class:`TypeError` naming what was passed, here rather than as a validation
     error from deep inside the client.
     """
-    from .types import LegacyToken  # types builds on this module
-
     if isinstance(token, LegacyToken):
         token = token.token
     if isinstance(token, Token):
@@ -160,7 +164,7 @@ def raw_token(token: object) -> str:
     if isinstance(token, str):
         return token
     raise TypeError(
-        f"expected a token (str, pytest_k8s_sa.cluster.tokens.Token or pytest_k8s_sa.cluster.types.LegacyToken), "
+        f"expected a token (str, pytest_k8s_sa.cluster.tokens.Token or LegacyToken), "
         f"got {type(token).__name__}"
     )
 

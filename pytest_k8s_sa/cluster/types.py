@@ -9,7 +9,7 @@ import itertools
 from dataclasses import dataclass
 
 from . import resources
-from .tokens import BoundObject, Token
+from .tokens import BoundObject
 
 
 @dataclass(frozen=True)
@@ -31,15 +31,6 @@ class PodRef:
 
     def bound(self) -> BoundObject:
         return BoundObject("Pod", self.name, self.uid)
-
-
-@dataclass(frozen=True)
-class LegacyToken:
-    """A legacy ``kubernetes.io/service-account-token`` Secret and the token it holds."""
-
-    namespace: str
-    secret_name: str
-    token: Token
 
 
 class Names:

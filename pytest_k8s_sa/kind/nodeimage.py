@@ -41,7 +41,6 @@ from filelock import FileLock
 
 from ..base.errors import BuildError
 from ..base.paths import cache_root
-from ..cluster.resources import PLACEHOLDER_IMAGE
 from ..components.binaries import (
     ComponentSet,
     GoTool,
@@ -54,6 +53,7 @@ from ..components.binaries import (
     stderr_progress,
 )
 from ..components.node import aptsources, images
+from ..components.node.images import PLACEHOLDER_IMAGE
 
 FILES = Path(__file__).parent / "files"
 IMAGE_KEY_LABEL = "io.pytest-k8s-sa.node-image-key"

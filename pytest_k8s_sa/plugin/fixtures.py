@@ -16,8 +16,16 @@ import pytest
 
 from ..cluster import resources, tokens
 from ..cluster.cluster import Cluster
-from ..cluster.tokens import BoundObject, Token, TokenReviewResult, raw_token, request_token, review_token
-from ..cluster.types import LegacyToken, Names, PodRef, ServiceAccountRef
+from ..cluster.tokens import (
+    BoundObject,
+    LegacyToken,
+    Token,
+    TokenReviewResult,
+    raw_token,
+    request_token,
+    review_token,
+)
+from ..cluster.types import Names, PodRef, ServiceAccountRef
 from ..providers.settings import Settings
 from ..sut.model import Sut
 

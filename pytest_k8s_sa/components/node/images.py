@@ -10,7 +10,8 @@
   under ``~/.cache/pytest-k8s-sa/images``, keyed by those sources.
 
 The pause image is imported under a second name, :data:`PLACEHOLDER_ALIAS`
-(``resources.PLACEHOLDER_IMAGE``), so the placeholder pods the fixtures create actually run here.
+(:data:`PLACEHOLDER_IMAGE`, which ``resources`` uses), so the placeholder pods the fixtures create
+actually run here.
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ from pathlib import Path
 from filelock import FileLock
 
 from ...base.paths import cache_root
-from ...cluster.resources import PLACEHOLDER_IMAGE
 from . import aptsources
 from .host import CommandError, NodeError, Runner
 
 PAUSE_IMAGE = "localhost/k8s-sa/pause:local"
+PLACEHOLDER_IMAGE = "registry.k8s.io/pause:3.10"
+"""Pods created only so tokens can be bound to them (:mod:`pytest_k8s_sa.cluster.resources` uses it);
+on kind the image is already on the node. Defined here, with the images, so nothing below the
+cluster layer imports it from above."""
 PLACEHOLDER_ALIAS = PLACEHOLDER_IMAGE
 COREDNS_IMAGE = "localhost/k8s-sa/coredns:v1.15.0"
 PYTHON_IMAGE = "localhost/k8s-sa/python:3.11-bookworm"
