@@ -120,11 +120,16 @@ def conformance_go_example(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format) and mypy --strict on the package."""
+    """ruff (lint and format), mypy --strict on the package, and the layers (lint-imports).
+
+    The import-linter contracts in pyproject.toml ([tool.importlinter]) are ARCHITECTURE.md's
+    layers: an import from a lower layer into a higher one, or a circle, fails here.
+    """
     session.install("-e", ".[test,lint]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    session.run("lint-imports")
 
 
 @nox.session(python=PYTHON)
