@@ -36,8 +36,3 @@ def suite_dir() -> Path:
 def manifests_dir() -> Path:
     """The reference workloads' templated manifests (``fixtures/manifests``)."""
     return shipped("manifests", "fixtures/manifests")
-
-
-def sut_files_dir() -> Path:
-    """Example SUT files (``fixtures/sut``), e.g. ``reference.yaml``."""
-    return shipped("sut_files", "fixtures/sut")

@@ -230,12 +230,3 @@ def sweep_orphans() -> list[str]:
             killed.append(f"{record['name']} (pid {record['pid']})")
         path.unlink(missing_ok=True)
     return killed
-
-
-def owned_processes() -> list[dict[str, object]]:
-    """Records of processes whose owner is still alive (for diagnostics and teardown tests)."""
-    records = []
-    for path in registry_dir().glob("*.json") if registry_dir().is_dir() else []:
-        with contextlib.suppress(OSError, ValueError):
-            records.append(json.loads(path.read_text()))
-    return records

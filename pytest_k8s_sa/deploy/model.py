@@ -106,8 +106,3 @@ class Deployment:
                 with contextlib.suppress(Exception):
                     out[workload.name] = workload.read_logs()
         return out
-
-    def teardown(self) -> None:
-        while self._cleanups:
-            with contextlib.suppress(Exception):
-                self._cleanups.pop()()

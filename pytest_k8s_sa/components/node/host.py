@@ -99,8 +99,3 @@ def missing_prerequisites() -> list[str]:
     if shutil.which("go") is None:
         problems.append("the Go toolchain (`go`, 1.26+) is needed to build the node components")
     return problems
-
-
-def cgroup_v1() -> bool:
-    """True on a cgroup v1 (or hybrid) host: /sys/fs/cgroup is a tmpfs of per-controller mounts."""
-    return not Path("/sys/fs/cgroup/cgroup.controllers").exists()
