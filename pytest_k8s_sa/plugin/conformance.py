@@ -41,7 +41,7 @@ REPORT_VERSION = 2
 REPORT_SCHEMA = {
     "version": "int: report format version (2: adds implementation, sut_digest, level, summary_by_level)",
     "generated_at": "str: ISO 8601 UTC",
-    "provider": "str: local | kind | kubeconfig",
+    "provider": "str: local | local-node | kind | kubeconfig",
     "server_version": "str: the apiserver's gitVersion",
     "issuer": "str: service-account issuer",
     "api_audiences": "list[str]",

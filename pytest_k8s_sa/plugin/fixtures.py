@@ -266,13 +266,14 @@ def token_reviewer(k8s_cluster: Cluster, k8s_names: Names) -> Iterator[TokenRevi
 def mint_token(k8s_cluster: Cluster) -> MintTokenFactory:
     """Factory: a token signed with the cluster's own key, with chosen time claims.
 
-    Only where the signing key is at hand (the local provider); elsewhere the test is skipped.
+    Only where the signing key is at hand (local, local-node, kind); elsewhere the test is skipped.
     """
     key = k8s_cluster.signing_key
     if key is None or not k8s_cluster.capabilities.holds_signing_key:
         pytest.skip(
             f"mint_token needs the cluster's service-account signing key, which the {k8s_cluster.provider} "
-            "provider does not expose; run on the local provider to check expiry without waiting."
+            "provider does not hold (local, local-node and kind do); run on one of those to check expiry "
+            "without waiting."
         )
 
     def mint(

@@ -22,7 +22,8 @@ class Capabilities:
     """What a cluster can do for the checks; checks that need more skip and say why."""
 
     holds_signing_key: bool = False
-    """The service-account signing key is readable here, so tokens can be minted (local only)."""
+    """The service-account signing key is readable here, so tokens can be minted (local and local-node
+    generate it; kind copies kubeadm's from its node; a ``kubeconfig`` cluster never has it)."""
     runs_pods: bool = False
     """Pods are scheduled and run by a real kubelet (kind, real clusters)."""
     controller_manager: bool = True

@@ -224,7 +224,7 @@ def signing_key(k8s_cluster: Any) -> Path:
     if cluster.signing_key is None or not cluster.capabilities.holds_signing_key:
         pytest.skip(
             f"the hostile-input corpus signs tokens with the cluster's key, which the {cluster.provider} "
-            "provider does not expose (run it on the local provider)"
+            "provider does not hold (local, local-node and kind do)"
         )
     return Path(cluster.signing_key)
 
