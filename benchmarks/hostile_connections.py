@@ -133,8 +133,8 @@ def main() -> int:
             with deploy_processes(cluster, Names(run_id), workdir / "workloads") as deployment:
                 token = request_token(
                     cluster.api_client,
-                    deployment.api.namespace,
-                    deployment.api.service_account,
+                    deployment.caller.namespace,
+                    deployment.caller.service_account,
                     audiences=[AUDIENCE],
                     expiration_seconds=3600,
                 ).raw

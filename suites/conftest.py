@@ -57,14 +57,14 @@ def _reference_pods(cluster: Cluster, names: Names, workdir: Path, sut: Sut) -> 
         control = cut.connect(cluster.api_client, stream_client)
         if control is not None:
             stack.callback(control.close)
-        store = deployed.secret_store
+        store = deployed.callee
         yield SutRun(
             sut,
             deployed,
             "manifests",
             binding=find_auth_delegator_binding(cluster.api_client, store.namespace, store.service_account),
-            api_proxy=control,
-            caller_jti=lambda: deployed.api.get("/debug/token-info").json().get("jti"),
+            api_cut=control,
+            caller_jti=lambda: deployed.caller.get("/debug/token-info").json().get("jti"),
             api_cut_unavailable=cut.cut.unavailable if cut.cut else None,
         )
 

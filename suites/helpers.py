@@ -43,7 +43,7 @@ def refused(status: int) -> bool:
 def ask(run: SutRun, token: str | None, timeout: float = 15) -> requests.Response:
     """Ask the callee directly, presenting ``token`` in its configured header (None: no header)."""
     headers = {} if token is None else run.sut.callee.credential_headers(token)
-    return run.deployment.secret_store.get("/", headers=headers, timeout=timeout)
+    return run.deployment.callee.get("/", headers=headers, timeout=timeout)
 
 
 def store_says(run: SutRun, token: str | None) -> tuple[int, str]:
@@ -60,7 +60,7 @@ def call_through_caller(run: SutRun) -> requests.Response:
     """Make the caller call the callee (GET its ``call_path``) and relay the answer."""
     require_caller(run)
     assert run.sut.caller is not None
-    return run.deployment.api.get(run.sut.caller.call_path)
+    return run.deployment.caller.get(run.sut.caller.call_path)
 
 
 def callee_audience_token(cluster: Cluster, run: SutRun, workload: Workload) -> Token:
@@ -82,12 +82,12 @@ def allowed_token(cluster: Cluster, run: SutRun) -> str:
     Fresh on purpose: a callee may cache a success for ``cache_seconds``; a token it has never seen
     must be reviewed, which is what the fail-closed checks need.
     """
-    return callee_audience_token(cluster, run, run.deployment.api).raw
+    return callee_audience_token(cluster, run, run.deployment.caller).raw
 
 
 def intruder_token(cluster: Cluster, run: SutRun) -> Token:
     """A valid token of the intruder (not on the allow-list) for the callee's own audience."""
-    return callee_audience_token(cluster, run, run.deployment.data_store)
+    return callee_audience_token(cluster, run, run.deployment.intruder)
 
 
 def status_of(run: SutRun, token: str, timeout: float = 30) -> int:
@@ -138,7 +138,7 @@ def review_rights_removed(cluster: Cluster, run: SutRun) -> Iterator[None]:
     if run.binding is None:
         pytest.skip("the callee's system:auth-delegator ClusterRoleBinding was not found")
     api = cluster.api_client
-    store = run.deployment.secret_store
+    store = run.deployment.callee
     binding = kubernetes.client.RbacAuthorizationV1Api(api).read_cluster_role_binding(run.binding)
     labels = dict(binding.metadata.labels or {})
     resources.delete_cluster_role_binding(api, run.binding)

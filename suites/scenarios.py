@@ -44,7 +44,7 @@ def revoked(k8s_cluster, k8s_names, sut_run) -> dict[str, Case]:
     resources.create_service_account(api, namespace, "bound")
     resources.create_service_account(api, namespace, "doomed")
     # The pod case uses the API service's own identity, so the secret store accepts it until revoked.
-    api_ns = deployment.api.namespace
+    api_ns = deployment.caller.namespace
     pod = resources.create_placeholder_pod(api, api_ns, "bound-pod", "api")
     secret = core.create_namespaced_secret(
         namespace,
@@ -162,13 +162,13 @@ def manual_rotation(sut_run) -> dict[str, object] | None:
     deployment = sut_run.deployment
     if observable(sut_run) is not None or not deployment.can_rotate_on_demand:
         return None
-    old = deployment.api.current_token()
+    old = deployment.caller.current_token()
     wait_until(
         lambda: sent_jti(sut_run) == old.jti,
         deployment.api_token_refresh_seconds * 3 + 5,
         "the caller does not send the token in its token file",
     )
-    new = deployment.rotate_api_token()
+    new = deployment.rotate_caller_token()
     started = time.monotonic()  # from the moment the new token is in the file
     wait_until(
         lambda: sent_jti(sut_run) == new.jti,
@@ -257,7 +257,7 @@ class RealTime:
 def _expiry(k8s_cluster, sut_run) -> Callable[[Callable[[], None]], Expiry]:
     deployment = sut_run.deployment
     api = k8s_cluster.api_client
-    sa = sa_ref(k8s_cluster, deployment.api)
+    sa = sa_ref(k8s_cluster, deployment.caller)
     token = request_token(api, sa.namespace, sa.name, audiences=[deployment.audience], expiration_seconds=600)
     state = Expiry(
         token,
@@ -299,7 +299,7 @@ def _expiry(k8s_cluster, sut_run) -> Callable[[Callable[[], None]], Expiry]:
 
 def _refresh(sut_run) -> Callable[[Callable[[], None]], Refresh]:
     deployment = sut_run.deployment
-    state = Refresh(deployment.api.current_token())
+    state = Refresh(deployment.caller.current_token())
 
     def run(cancelled: Callable[[], None]) -> Refresh:
         first = state.first

@@ -10,7 +10,7 @@ from .helpers import granted, intruder_token, refused, sa_ref, store_says
 @pytest.mark.conformance("AUD-001", "the caller's token for the API audiences (not the callee's) is refused")
 def test_api_audience_token_is_refused(check, k8s_cluster, sut_run, projected_token, token_review):
     deployment = sut_run.deployment
-    token = projected_token(sa_ref(k8s_cluster, deployment.api), expiration_seconds=600)
+    token = projected_token(sa_ref(k8s_cluster, deployment.caller), expiration_seconds=600)
     check.record("token_audiences", token.audiences)
     status, _ = store_says(sut_run, token.raw)
     check.record("status", status)
@@ -23,7 +23,7 @@ def test_api_audience_token_is_refused(check, k8s_cluster, sut_run, projected_to
 @pytest.mark.conformance("AUD-002", "the intruder's token for another audience is refused")
 def test_other_audience_token_is_refused(check, k8s_cluster, sut_run, projected_token):
     token = projected_token(
-        sa_ref(k8s_cluster, sut_run.deployment.data_store), audiences=["data-store"], expiration_seconds=600
+        sa_ref(k8s_cluster, sut_run.deployment.intruder), audiences=["data-store"], expiration_seconds=600
     )
     status, _ = store_says(sut_run, token.raw)
     check.record("token_audiences", token.audiences)
@@ -54,7 +54,9 @@ def test_data_store_is_refused_by_the_allow_list(check, k8s_cluster, sut_run, to
 def test_multi_audience_token(check, k8s_cluster, sut_run, projected_token, token_review):
     deployment = sut_run.deployment
     token = projected_token(
-        sa_ref(k8s_cluster, deployment.api), audiences=["other", deployment.audience], expiration_seconds=600
+        sa_ref(k8s_cluster, deployment.caller),
+        audiences=["other", deployment.audience],
+        expiration_seconds=600,
     )
     status, _ = store_says(sut_run, token.raw)
     review = token_review(token, [deployment.audience])

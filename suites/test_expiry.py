@@ -14,7 +14,7 @@ from .helpers import granted, refused, sa_ref, store_says
 def test_short_token_request_is_refused(check, k8s_cluster, deployment, projected_token):
     with pytest.raises(ApiException) as refused:
         projected_token(
-            sa_ref(k8s_cluster, deployment.api), audiences=[deployment.audience], expiration_seconds=599
+            sa_ref(k8s_cluster, deployment.caller), audiences=[deployment.audience], expiration_seconds=599
         )
     check.record("status", refused.value.status)
     check.record("message", refused.value.body[:300] if refused.value.body else None)
@@ -24,7 +24,7 @@ def test_short_token_request_is_refused(check, k8s_cluster, deployment, projecte
 @pytest.mark.conformance("EXP-002", "status.expirationTimestamp matches the requested expiration")
 def test_expiration_timestamp_matches(check, k8s_cluster, deployment, projected_token):
     token = projected_token(
-        sa_ref(k8s_cluster, deployment.api), audiences=[deployment.audience], expiration_seconds=1800
+        sa_ref(k8s_cluster, deployment.caller), audiences=[deployment.audience], expiration_seconds=1800
     )
     lifetime = token.claims["exp"] - token.claims["iat"]
     check.record("requested_seconds", 1800)
@@ -40,7 +40,7 @@ def test_expired_minted_token_is_refused(check, k8s_cluster, sut_run, mint_token
     deployment = sut_run.deployment
     now = dt.datetime.now(dt.UTC)
     token = mint_token(
-        sa_ref(k8s_cluster, deployment.api),
+        sa_ref(k8s_cluster, deployment.caller),
         audiences=[deployment.audience],
         issued_at=now - dt.timedelta(minutes=15),
         expires_at=now - dt.timedelta(seconds=90),

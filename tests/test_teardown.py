@@ -26,7 +26,7 @@ from pytest_k8s_sa.base.waiting import wait_until
 
 def test_uses_cluster(k8s_cluster, k8s_names, k8s_namespace, tmp_path):
     with deploy_processes(k8s_cluster, k8s_names, tmp_path) as deployment:
-        assert deployment.api.get("/").status_code == 200
+        assert deployment.caller.get("/").status_code == 200
         {body}
 """
 COMPONENTS = 6  # etcd, kube-apiserver, kube-controller-manager, secret store, API service, data store

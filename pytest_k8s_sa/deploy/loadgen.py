@@ -78,7 +78,7 @@ def store_beside(
     """One more secret-store process with the deployed store's identity (so its auth-delegator
     binding) and allow-list; ``options`` go to ``start_secret_store_process`` (``api_url``,
     ``extra_ca``, ``env``)."""
-    identity = deployment.secret_store
+    identity = deployment.callee
     assert identity.pod is not None  # local processes: the pod the emulated kubelet binds tokens to
     return StoreHandle.of(
         start_secret_store_process(
@@ -88,7 +88,7 @@ def store_beside(
             namespace=identity.namespace,
             service_account=identity.service_account,
             pod=identity.pod,
-            allowed=f"{deployment.api.namespace}:{deployment.api.service_account}",
+            allowed=f"{deployment.caller.namespace}:{deployment.caller.service_account}",
             **options,
         )
     )

@@ -197,9 +197,9 @@ def _apply(
             read_logs=log_reader(api_client, namespaces[app], pod.metadata.name),
         )
     deployment = Deployment(
-        api=workloads["api"],
-        secret_store=workloads["secret-store"],
-        data_store=workloads["data-store"],
+        caller=workloads["api"],
+        callee=workloads["secret-store"],
+        intruder=workloads["data-store"],
         fidelity="real",
         audience=audience,
     )
@@ -216,7 +216,7 @@ def _apply(
 
 def _first_authenticated_call(deployment: Deployment, timeout: float) -> bool:
     def granted() -> bool:
-        return deployment.api.get("/", timeout=5).status_code == 200
+        return deployment.caller.get("/", timeout=5).status_code == 200
 
     try:
         wait_until(granted, timeout, "first authenticated call", ignore=(requests.RequestException,))

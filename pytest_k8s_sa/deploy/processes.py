@@ -179,11 +179,11 @@ def deploy_processes(
         )
 
         deployment = Deployment(
-            api=Workload("api", api_ns, "api", api_url, api_pod, api_projector, api_proc),
-            secret_store=Workload(
+            caller=Workload("api", api_ns, "api", api_url, api_pod, api_projector, api_proc),
+            callee=Workload(
                 "secret-store", store_ns, "secret-store", store_url, store_pod, store_volume, store_proc
             ),
-            data_store=Workload(
+            intruder=Workload(
                 "data-store", data_ns, "data-store", data_url, data_pod, data_projector, data_proc
             ),
             fidelity=EMULATED,

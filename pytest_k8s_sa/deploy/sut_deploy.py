@@ -21,7 +21,7 @@ callee's ``system:auth-delegator`` ClusterRoleBinding and a Service for the call
   on loopback. Where the provider controls its node (local-node, kind) the caller's token file can
   be replaced on demand by restarting the kubelet, as with the reference manifests. For the
   fail-closed checks the callee's in-cluster API address is re-pointed at an ``api-cut`` pod in its
-  namespace (:mod:`.api_cut` says exactly what changes in its pod spec: two env variables and
+  namespace (:mod:`.apicut.pod_mode` says exactly what changes in its pod spec: two env variables and
   ``enableServiceLinks: false``).
 
 Either way (a context manager) the result is a :class:`SutRun`: a
@@ -57,7 +57,7 @@ from ..cluster.cluster import Cluster
 from ..cluster.tokens import BoundObject, request_token
 from ..sut.model import CalleeSpec, Sut, SutError, WorkloadSpec, python_executable
 from ..workloads.tap import LoopbackTap
-from .apicut import pod_mode as api_cut
+from .apicut import pod_mode
 from .apicut.process_mode import ApiCutControl, FlakyApi, make_test_ca
 from .manifests import workload_code_configmap, workload_image
 from .model import TOKEN_EXPIRATION_SECONDS, Deployment, Workload
@@ -87,20 +87,20 @@ TOKEN_VOLUME = "tokens"  # noqa: S105 - a volume name, not a secret
 class SutRun:
     """A deployed SUT: the workloads, and the handles the SUT checks use."""
 
-    sut: Any  # Sut (Any: the dataclass is frozen and shared; kept loose for the fixture layer)
+    sut: Sut
     deployment: Deployment
     mode: str
     """``process``, ``pod``, or ``manifests`` (the reference workloads without a SUT file)."""
     binding: str | None = None
     """The callee's ``system:auth-delegator`` ClusterRoleBinding."""
-    api_proxy: ApiCutControl | None = None
+    api_cut: ApiCutControl | None = None
     """The cut between the callee and its Kubernetes API (process mode: a loopback proxy named by its
-    kubeconfig; pod mode: :mod:`.api_cut`); None: the callee's API cannot be cut here."""
+    kubeconfig; pod mode: :mod:`.apicut.pod_mode`); None: the callee's API cannot be cut here."""
     caller_jti: Callable[[], str | None] | None = field(default=None, repr=False)
     """The ``jti`` of the token the caller sends now (None: cannot be observed here)."""
     labels: dict[str, str] = field(default_factory=dict)
     api_cut_unavailable: str | None = None
-    """Pod mode: why ``api_proxy`` is None (the SUT sets the address itself, or the cut did not start)."""
+    """Pod mode: why ``api_cut`` is None (the SUT sets the address itself, or the cut did not start)."""
 
     @property
     def has_caller(self) -> bool:
@@ -337,9 +337,9 @@ def deploy_sut_processes(
             caller_jti = lambda: tap.last_jti  # noqa: E731
             refresh = sut.caller.token_refresh_seconds
         deployment = Deployment(
-            api=caller,
-            secret_store=callee,
-            data_store=Workload(INTRUDER_SA, data_ns, INTRUDER_SA, "", data_pod),
+            caller=caller,
+            callee=callee,
+            intruder=Workload(INTRUDER_SA, data_ns, INTRUDER_SA, "", data_pod),
             fidelity=EMULATED,
             audience=sut.callee.audience,
             api_token_refresh_seconds=refresh,
@@ -552,8 +552,8 @@ def deploy_sut_pods(
             "terminationGracePeriodSeconds": 1,
             "containers": [_container("callee", sut.callee, callee_values)],
         }
-        # The fail-closed checks' cut: the callee's in-cluster API address re-pointed (see .api_cut).
-        cut = api_cut.plan(cluster, store_ns, sut.callee.environment(callee_values), labels)
+        # The fail-closed checks' cut: the callee's in-cluster API address re-pointed (see .apicut.pod_mode).
+        cut = pod_mode.plan(cluster, store_ns, sut.callee.environment(callee_values), labels)
         cut_pod = cut.start(api_client)
         cut.patch_callee(callee_spec)
         docs: list[dict[str, Any]] = [
@@ -659,9 +659,9 @@ def deploy_sut_pods(
             # The Service's endpoints and the node's proxy rules follow the rollout by a moment.
             caller_verdict = caller_first_grant(cforward.url + sut.caller.call_path, START_TIMEOUT)
         deployment = Deployment(
-            api=caller,
-            secret_store=callee,
-            data_store=Workload(INTRUDER_SA, data_ns, INTRUDER_SA, "", data_pod),
+            caller=caller,
+            callee=callee,
+            intruder=Workload(INTRUDER_SA, data_ns, INTRUDER_SA, "", data_pod),
             fidelity="real",
             audience=sut.callee.audience,
             api_token_refresh_seconds=refresh,

@@ -40,7 +40,7 @@ from pytest_k8s_sa.base.waiting import wait_until
 
 def test_up_then_block(k8s_cluster, k8s_names, tmp_path):
     with deploy_manifests(k8s_cluster, k8s_names, tmp_path) as deployment:
-        assert deployment.api.get("/").status_code == 200
+        assert deployment.caller.get("/").status_code == 200
         pathlib.Path(os.environ["K8S_SA_TEST_UP"]).write_text("up")
         wait_until(lambda: False, 1800, "blocking until the outer test kills this run")
 """

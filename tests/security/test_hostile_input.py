@@ -154,7 +154,7 @@ class Harness:
 
 @pytest.fixture(scope="module")
 def harness(deployment: Any) -> Harness:
-    store = deployment.secret_store
+    store = deployment.callee
     assert store.process is not None
     return Harness(store.url, store.process, store.process.log_path)
 
@@ -667,9 +667,9 @@ def test_the_store_grants_the_api_token(deployment, api_token, harness):
 
     Without this, a store that refused everything would pass the corpus.
     """
-    answer = raw_request(deployment.secret_store.url, [client_id(api_token.raw)])
+    answer = raw_request(deployment.callee.url, [client_id(api_token.raw)])
     assert answer.status == 200
-    assert api_token.raw not in deployment.secret_store.process.log_path.read_text()
+    assert api_token.raw not in deployment.callee.process.log_path.read_text()
 
 
 def test_fixed_corpus(
