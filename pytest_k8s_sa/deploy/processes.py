@@ -1,6 +1,6 @@
 """Deploy the reference workloads as local processes (clusters without a kubelet: ``local``).
 
-Pod objects, service accounts, RBAC and tokens are real API objects, and :mod:`..projector` plays
+Pod objects, service accounts, RBAC and tokens are real API objects, and :mod:`.projector` plays
 the kubelet for the projected token files (fidelity ``emulated-kubelet``).
 """
 
