@@ -130,12 +130,18 @@ def conformance_go_example(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format), mypy --strict on the package and the conformance suite, and pylint's
-    redefined-outer-name, which ruff lacks (a local name hiding an imported one broke EXP-004)."""
+    """ruff (lint and format), mypy --strict on the package and the conformance suite, pylint's
+    redefined-outer-name (which ruff lacks: a local name hiding an imported one broke EXP-004), and
+    the layers (lint-imports).
+
+    The import-linter contracts in pyproject.toml ([tool.importlinter]) are ARCHITECTURE.md's
+    layers: an import from a lower layer into a higher one, or a circle, fails here.
+    """
     session.install("-e", ".[test,lint]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    session.run("lint-imports")
     session.run(
         "pylint", "pytest_k8s_sa", "suites", "tests", "benchmarks", "examples", "conftest.py", "noxfile.py"
     )

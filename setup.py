@@ -4,7 +4,7 @@ The repository keeps ``suites/`` and ``fixtures/`` at the top level (the project
 needs them under ``pytest_k8s_sa/`` so that ``pip install pytest-k8s-sa`` can run the suite from any
 folder. ``build_py`` copies them there (``suites`` -> ``pytest_k8s_sa/suites``, ``fixtures/manifests``
 -> ``pytest_k8s_sa/manifests``, ``fixtures/sut`` -> ``pytest_k8s_sa/sut_files``). Editable installs
-need no copy: :mod:`pytest_k8s_sa.paths` finds the top-level folders of the checkout.
+need no copy: :mod:`pytest_k8s_sa.base.paths` finds the top-level folders of the checkout.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 ``python benchmarks/hostile_connections.py`` starts its own local control plane (cached binaries, see
 ``k8s-sa build``), deploys the workloads as local processes, and for each setting and repeat starts a
 fresh secret store (reviewing with the real kube-apiserver) and drives it with
-``pytest_k8s_sa.hostile.run_hostile_load`` for ``--seconds``: 8 connections sending 99 header lines
+``pytest_k8s_sa.sut.hostile.run_hostile_load`` for ``--seconds``: 8 connections sending 99 header lines
 of 1 MB that never end the block (the issue's measurement), 8 trickling a byte every 0.5 s, 8 idle,
 each reconnecting when the store ends it, while one valid caller calls over and over on new
 connections. Settings:
@@ -36,13 +36,13 @@ import time
 import uuid
 from pathlib import Path
 
-from pytest_k8s_sa import hostile
-from pytest_k8s_sa.cluster import Cluster
+from pytest_k8s_sa.cluster.cluster import Cluster
+from pytest_k8s_sa.cluster.tokens import request_token
 from pytest_k8s_sa.deploy import Deployment, deploy_processes
-from pytest_k8s_sa.fixtures import Names
-from pytest_k8s_sa.loadgen import store_beside
+from pytest_k8s_sa.deploy.loadgen import store_beside
+from pytest_k8s_sa.plugin.fixtures import Names
 from pytest_k8s_sa.providers.local import LocalProvider
-from pytest_k8s_sa.tokens import request_token
+from pytest_k8s_sa.sut import hostile
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -133,8 +133,8 @@ def main() -> int:
             with deploy_processes(cluster, Names(run_id), workdir / "workloads") as deployment:
                 token = request_token(
                     cluster.api_client,
-                    deployment.api.namespace,
-                    deployment.api.service_account,
+                    deployment.caller.namespace,
+                    deployment.caller.service_account,
                     audiences=[AUDIENCE],
                     expiration_seconds=3600,
                 ).raw

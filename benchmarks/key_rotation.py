@@ -21,10 +21,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pytest_k8s_sa.cluster import Cluster
+from pytest_k8s_sa.cluster.cluster import Cluster
+from pytest_k8s_sa.cluster.tokens import header_kid, request_token, review_token
 from pytest_k8s_sa.providers.registry import build_provider
-from pytest_k8s_sa.settings import Settings
-from pytest_k8s_sa.tokens import header_kid, request_token, review_token
+from pytest_k8s_sa.providers.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = ("add", "retire", "restore")

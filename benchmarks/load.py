@@ -26,14 +26,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.cluster import Cluster
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.cluster import Cluster
+from pytest_k8s_sa.cluster.tokens import key_id, request_token
+from pytest_k8s_sa.cluster.types import Names
 from pytest_k8s_sa.deploy import Deployment, deploy_processes
-from pytest_k8s_sa.loadgen import forger, run_load, standard_mix, store_beside
+from pytest_k8s_sa.deploy.loadgen import forger, run_load, standard_mix, store_beside
 from pytest_k8s_sa.providers.registry import build_provider
-from pytest_k8s_sa.settings import Settings
-from pytest_k8s_sa.tokens import key_id, request_token
-from pytest_k8s_sa.types import Names
+from pytest_k8s_sa.providers.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -45,13 +45,13 @@ def measure(
 ) -> dict[str, object]:
     """One fresh store with ``CACHE_TTL_SECONDS=cache_ttl`` under the load; its figures."""
     api = cluster.api_client
-    api_ns, api_sa = deployment.api.namespace, deployment.api.service_account
+    api_ns, api_sa = deployment.caller.namespace, deployment.caller.service_account
     sa_uid = resources.core(api).read_namespaced_service_account(api_sa, api_ns).metadata.uid
     valid = [
         request_token(api, api_ns, api_sa, audiences=[AUDIENCE], expiration_seconds=3600).raw
         for _ in range(3)
     ]
-    data = deployment.data_store
+    data = deployment.intruder
     not_allowed = [request_token(api, data.namespace, data.service_account, audiences=[AUDIENCE]).raw]
     real = serialization.load_pem_private_key(Path(cluster.signing_key).read_bytes(), password=None)
     mix = standard_mix(

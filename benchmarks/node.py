@@ -15,11 +15,11 @@ import time
 import uuid
 from pathlib import Path
 
-from pytest_k8s_sa.cluster import Cluster
+from pytest_k8s_sa.cluster.cluster import Cluster
+from pytest_k8s_sa.cluster.types import Names
 from pytest_k8s_sa.deploy import deploy_manifests
 from pytest_k8s_sa.providers.registry import build_provider
-from pytest_k8s_sa.settings import Settings
-from pytest_k8s_sa.types import Names
+from pytest_k8s_sa.providers.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import kubernetes
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.binaries import find_binaries
-from pytest_k8s_sa.controlplane import ControlPlane
-from pytest_k8s_sa.tokens import request_token, review_token
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.tokens import request_token, review_token
+from pytest_k8s_sa.components.binaries import find_binaries
+from pytest_k8s_sa.components.controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

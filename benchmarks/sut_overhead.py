@@ -3,7 +3,7 @@
 For each SUT file (default: the reference workloads as a built-in SUT in pod mode is covered by
 ``benchmarks/node.py``; here the Go example, built first with its own ``build.py``), one local node is
 started, then the SUT is deployed ``--runs`` times through the same library call the suite uses
-(``pytest_k8s_sa.deploy.sut.deploy_sut`` in pod mode: namespaces, service accounts, the auth-delegator
+(``pytest_k8s_sa.deploy.sut_deploy.deploy_sut`` in pod mode: namespaces, service accounts, the auth-delegator
 binding, the Service, the image archive loaded into the node, rollout, port-forward, first verdict)
 and torn down again. Reported: deploy to first verdict, median and spread, in
 ``benchmarks/results/sut_overhead.json``. Linux and root (local-node).
@@ -21,12 +21,12 @@ import time
 import uuid
 from pathlib import Path
 
-from pytest_k8s_sa import sut as sut_files
-from pytest_k8s_sa.cluster import Cluster
-from pytest_k8s_sa.deploy.sut import deploy_sut
+from pytest_k8s_sa.cluster.cluster import Cluster
+from pytest_k8s_sa.cluster.types import Names
+from pytest_k8s_sa.deploy.sut_deploy import deploy_sut
 from pytest_k8s_sa.providers.registry import build_provider
-from pytest_k8s_sa.settings import Settings
-from pytest_k8s_sa.types import Names
+from pytest_k8s_sa.providers.settings import Settings
+from pytest_k8s_sa.sut import model as sut_files
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

@@ -36,7 +36,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from pytest_k8s_sa.binaries import (
+from pytest_k8s_sa.components.binaries import (
     COMPONENTS,
     SUPPORTED_MINORS,
     node_binaries,
@@ -44,7 +44,7 @@ from pytest_k8s_sa.binaries import (
     pin_wrapper_modules,
     version_cache_dir,
 )
-from pytest_k8s_sa.node.node import state_dir
+from pytest_k8s_sa.components.node.node import state_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

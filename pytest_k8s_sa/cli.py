@@ -19,11 +19,11 @@ from pathlib import Path
 
 import kubernetes
 
-from . import options
-from .binaries import DEFAULT_K8S_VERSION, build_binaries
-from .errors import K8sSAError
+from .base.errors import K8sSAError
+from .components.binaries import DEFAULT_K8S_VERSION, build_binaries
+from .plugin import options
 from .providers.registry import build_provider
-from .settings import Settings
+from .providers.settings import Settings
 
 LIVENESS_INTERVAL_SECONDS = 2.0
 LIVENESS_FAILURES = 3
@@ -138,7 +138,7 @@ def conformance(pytest_args: list[str]) -> int:
     """
     import pytest
 
-    from .paths import suite_dir
+    from .base.paths import suite_dir
 
     if pytest_args[:1] in (["-h"], ["--help"]):
         print(conformance.__doc__)

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from pytest_k8s_sa.cluster import Cluster
-from pytest_k8s_sa.conformance import CHECK_KEY
+from pytest_k8s_sa.base.errors import K8sSAError
+from pytest_k8s_sa.cluster.cluster import Cluster
+from pytest_k8s_sa.cluster.types import Names
 from pytest_k8s_sa.deploy import Deployment
-from pytest_k8s_sa.deploy.sut import SutRun, deploy_sut
-from pytest_k8s_sa.errors import K8sSAError
-from pytest_k8s_sa.fixtures import SUT_KEY
-from pytest_k8s_sa.sut import Sut
-from pytest_k8s_sa.types import Names
+from pytest_k8s_sa.deploy.sut_deploy import SutRun, deploy_sut
+from pytest_k8s_sa.plugin.conformance import CHECK_KEY
+from pytest_k8s_sa.plugin.fixtures import SUT_KEY
+from pytest_k8s_sa.sut.model import Sut
 
 # Session fixtures shared by several check modules, the scenarios started with the run (the
 # revocation in the background; the real-time scenarios of the full profile) and the hook that runs
@@ -94,8 +94,9 @@ def sut(request: pytest.FixtureRequest) -> Sut:
 def sut_run(
     k8s_cluster: Cluster, k8s_names: Names, tmp_path_factory: pytest.TempPathFactory, sut: Sut
 ) -> Iterator[SutRun]:
-    """The SUT deployed once per run (per xdist worker) by :func:`~pytest_k8s_sa.deploy.sut.deploy_sut`:
-    as pods where a kubelet runs them, else as local processes (the reference workloads too)."""
+    """The SUT deployed once per run (per xdist worker) by
+    :func:`~pytest_k8s_sa.deploy.sut_deploy.deploy_sut`: as pods where a kubelet runs them, else as
+    local processes (the reference workloads too)."""
     manager = deploy_sut(k8s_cluster, k8s_names, tmp_path_factory.mktemp("sut"), sut)
     stack = contextlib.ExitStack()
     try:

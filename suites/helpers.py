@@ -15,14 +15,14 @@ import kubernetes
 import pytest
 import requests
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.cluster import Cluster
-from pytest_k8s_sa.conformance import not_applicable
+from pytest_k8s_sa.base.waiting import wait_until
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.cluster import Cluster
+from pytest_k8s_sa.cluster.tokens import Token, request_token
+from pytest_k8s_sa.cluster.types import ServiceAccountRef
 from pytest_k8s_sa.deploy import Workload
-from pytest_k8s_sa.deploy.sut import SutRun
-from pytest_k8s_sa.tokens import Token, request_token
-from pytest_k8s_sa.types import ServiceAccountRef
-from pytest_k8s_sa.waiting import wait_until
+from pytest_k8s_sa.deploy.sut_deploy import SutRun
+from pytest_k8s_sa.plugin.conformance import not_applicable
 
 CALLEE_EXCLUSIVE = threading.RLock()
 """Held while the callee is disturbed on purpose (its API cut, its review rights taken, its caller's
@@ -50,7 +50,7 @@ def refused(status: int) -> bool:
 def ask(run: SutRun, token: str | None, timeout: float = 15) -> requests.Response:
     """Ask the callee directly, presenting ``token`` in its configured header (None: no header)."""
     headers = {} if token is None else run.sut.callee.credential_headers(token)
-    return run.deployment.secret_store.get("/", headers=headers, timeout=timeout)
+    return run.deployment.callee.get("/", headers=headers, timeout=timeout)
 
 
 def store_says(run: SutRun, token: str | None) -> tuple[int, str]:
@@ -68,7 +68,7 @@ def call_through_caller(run: SutRun) -> requests.Response:
     """Make the caller call the callee (GET its ``call_path``) and relay the answer."""
     require_caller(run)
     assert run.sut.caller is not None
-    return run.deployment.api.get(run.sut.caller.call_path)
+    return run.deployment.caller.get(run.sut.caller.call_path)
 
 
 def callee_audience_token(cluster: Cluster, run: SutRun, workload: Workload) -> Token:
@@ -90,12 +90,12 @@ def allowed_token(cluster: Cluster, run: SutRun) -> str:
     Fresh on purpose: a callee may cache a success for ``cache_seconds``; a token it has never seen
     must be reviewed, which is what the fail-closed checks need.
     """
-    return callee_audience_token(cluster, run, run.deployment.api).raw
+    return callee_audience_token(cluster, run, run.deployment.caller).raw
 
 
 def intruder_token(cluster: Cluster, run: SutRun) -> Token:
     """A valid token of the intruder (not on the allow-list) for the callee's own audience."""
-    return callee_audience_token(cluster, run, run.deployment.data_store)
+    return callee_audience_token(cluster, run, run.deployment.intruder)
 
 
 def status_of(run: SutRun, token: str, timeout: float = 30) -> int:
@@ -146,7 +146,7 @@ def review_rights_removed(cluster: Cluster, run: SutRun) -> Iterator[None]:
     if run.binding is None:
         pytest.skip("the callee's system:auth-delegator ClusterRoleBinding was not found")
     api = cluster.api_client
-    store = run.deployment.secret_store
+    store = run.deployment.callee
     with CALLEE_EXCLUSIVE:
         binding = kubernetes.client.RbacAuthorizationV1Api(api).read_cluster_role_binding(run.binding)
         labels = dict(binding.metadata.labels or {})

@@ -14,9 +14,9 @@ import kubernetes
 import pytest
 import requests
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.tokens import BoundObject, Token, TokenReviewResult, request_token, review_token
-from pytest_k8s_sa.waiting import WaitTimeout, wait_until
+from pytest_k8s_sa.base.waiting import WaitTimeout, wait_until
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.tokens import BoundObject, Token, TokenReviewResult, request_token, review_token
 
 from .helpers import (
     CALLEE_EXCLUSIVE,
@@ -67,7 +67,7 @@ def _revocation(k8s_cluster, k8s_names, sut_run, cleanup: list[Callable[[], None
     api = k8s_cluster.api_client
     core = resources.core(api)
     namespace = k8s_names("revocation")
-    api_ns = deployment.api.namespace
+    api_ns = deployment.caller.namespace
 
     began = time.monotonic()
     resources.create_namespace(api, namespace, resources.run_labels(k8s_cluster.run_id))
@@ -251,13 +251,13 @@ def manual_rotation(sut_run) -> dict[str, object] | None:
     if observable(sut_run) is not None or not deployment.can_rotate_on_demand:
         return None
     with CALLEE_EXCLUSIVE:  # a restarted kubelet (local-node) leaves the callee unready a while
-        old = deployment.api.current_token()
+        old = deployment.caller.current_token()
         wait_until(
             lambda: sent_jti(sut_run) == old.jti,
             deployment.api_token_refresh_seconds * 3 + 5,
             "the caller does not send the token in its token file",
         )
-        new = deployment.rotate_api_token()
+        new = deployment.rotate_caller_token()
         started = time.monotonic()  # from the moment the new token is in the file
         wait_until(
             lambda: sent_jti(sut_run) == new.jti,
@@ -370,7 +370,7 @@ def expiry_scenario(
     deployment = sut_run.deployment
     api = k8s_cluster.api_client
     if token is None:
-        sa = sa_ref(k8s_cluster, deployment.api)
+        sa = sa_ref(k8s_cluster, deployment.caller)
         token = request_token(
             api, sa.namespace, sa.name, audiences=[deployment.audience], expiration_seconds=expiration_seconds
         )
@@ -451,7 +451,7 @@ def refresh_scenario(
     the caller's file a short-lived token minted by the cluster's key and a short bound.
     """
     deployment = sut_run.deployment
-    state = Refresh(deployment.api.current_token())
+    state = Refresh(deployment.caller.current_token())
     first = state.first
     # Not a refresh: no token, the token in the file now, or what the caller sends now (a caller that
     # never re-reads its file may still send an older one; that one is stale too).

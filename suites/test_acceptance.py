@@ -40,7 +40,7 @@ def test_review_shows_the_api_identity(check, sut_run, token_review):
     deployment = sut_run.deployment
     check.fidelity = deployment.fidelity
     try:
-        token = deployment.api.current_token()
+        token = deployment.caller.current_token()
     except Exception as exc:  # a distroless caller image has no `cat` to read its token file with
         pytest.skip(f"cannot read the caller's token file in its container ({type(exc).__name__}: {exc})")
     review = token_review(token, [deployment.audience])
@@ -49,15 +49,15 @@ def test_review_shows_the_api_identity(check, sut_run, token_review):
     check.record("audiences", review.audiences)
     check.record("extra", {k: v for k, v in review.extra.items() if "credential-id" not in k})
     assert review.authenticated
-    assert review.username == deployment.api.username
+    assert review.username == deployment.caller.username
     assert {
         "system:serviceaccounts",
-        f"system:serviceaccounts:{deployment.api.namespace}",
+        f"system:serviceaccounts:{deployment.caller.namespace}",
         "system:authenticated",
     } <= set(review.groups)
     assert review.audiences == [deployment.audience]
-    assert review.extra["authentication.kubernetes.io/pod-name"] == [deployment.api.pod.name]
-    assert review.extra["authentication.kubernetes.io/pod-uid"] == [deployment.api.pod.uid]
+    assert review.extra["authentication.kubernetes.io/pod-name"] == [deployment.caller.pod.name]
+    assert review.extra["authentication.kubernetes.io/pod-uid"] == [deployment.caller.pod.uid]
 
 
 @pytest.mark.conformance("ACC-003", "a request without the credential header is refused (4xx)")
@@ -94,7 +94,7 @@ def test_refusal_wording(check, sut_run):
 )
 def test_refusal_body_is_generic(check, k8s_cluster, sut_run, projected_token, token_review):
     deployment = sut_run.deployment
-    token = projected_token(sa_ref(k8s_cluster, deployment.api), expiration_seconds=600)  # wrong audience
+    token = projected_token(sa_ref(k8s_cluster, deployment.caller), expiration_seconds=600)  # wrong audience
     review = token_review(token, [deployment.audience])
     answers: dict[str, requests.Response] = {}
     for name, value in (("garbage", "not-a-token"), ("wrong audience", token.raw)):

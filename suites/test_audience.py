@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_k8s_sa.sut import other_audience
+from pytest_k8s_sa.sut.model import other_audience
 
 from .helpers import granted, intruder_token, refused, sa_ref, store_says
 
@@ -12,7 +12,7 @@ from .helpers import granted, intruder_token, refused, sa_ref, store_says
 @pytest.mark.conformance("AUD-001", "the caller's token for the API audiences (not the callee's) is refused")
 def test_api_audience_token_is_refused(check, k8s_cluster, sut_run, projected_token, token_review):
     deployment = sut_run.deployment
-    token = projected_token(sa_ref(k8s_cluster, deployment.api), expiration_seconds=600)
+    token = projected_token(sa_ref(k8s_cluster, deployment.caller), expiration_seconds=600)
     check.record("token_audiences", token.audiences)
     status, _ = store_says(sut_run, token.raw)
     check.record("status", status)
@@ -27,7 +27,7 @@ def test_other_audience_token_is_refused(check, k8s_cluster, sut_run, projected_
     # The data store's audience, unless that is the callee's own (then the token would be valid for it).
     audience = other_audience(sut_run.deployment.audience, "data-store")
     token = projected_token(
-        sa_ref(k8s_cluster, sut_run.deployment.data_store), audiences=[audience], expiration_seconds=600
+        sa_ref(k8s_cluster, sut_run.deployment.intruder), audiences=[audience], expiration_seconds=600
     )
     status, _ = store_says(sut_run, token.raw)
     check.record("token_audiences", token.audiences)
@@ -59,7 +59,7 @@ def test_multi_audience_token(check, k8s_cluster, sut_run, projected_token, toke
     deployment = sut_run.deployment
     other = other_audience(deployment.audience, "other")
     token = projected_token(
-        sa_ref(k8s_cluster, deployment.api), audiences=[other, deployment.audience], expiration_seconds=600
+        sa_ref(k8s_cluster, deployment.caller), audiences=[other, deployment.audience], expiration_seconds=600
     )
     status, _ = store_says(sut_run, token.raw)
     review = token_review(token, [deployment.audience])

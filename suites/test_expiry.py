@@ -15,7 +15,7 @@ from .scenarios import judge_expiry
 def test_short_token_request_is_refused(check, k8s_cluster, deployment, projected_token):
     with pytest.raises(ApiException) as raised:
         projected_token(
-            sa_ref(k8s_cluster, deployment.api), audiences=[deployment.audience], expiration_seconds=599
+            sa_ref(k8s_cluster, deployment.caller), audiences=[deployment.audience], expiration_seconds=599
         )
     check.record("status", raised.value.status)
     check.record("message", raised.value.body[:300] if raised.value.body else None)
@@ -25,7 +25,7 @@ def test_short_token_request_is_refused(check, k8s_cluster, deployment, projecte
 @pytest.mark.conformance("EXP-002", "status.expirationTimestamp matches the requested expiration")
 def test_expiration_timestamp_matches(check, k8s_cluster, deployment, projected_token):
     token = projected_token(
-        sa_ref(k8s_cluster, deployment.api), audiences=[deployment.audience], expiration_seconds=1800
+        sa_ref(k8s_cluster, deployment.caller), audiences=[deployment.audience], expiration_seconds=1800
     )
     lifetime = token.claims["exp"] - token.claims["iat"]
     check.record("requested_seconds", 1800)
@@ -41,7 +41,7 @@ def test_expired_minted_token_is_refused(check, k8s_cluster, sut_run, mint_token
     deployment = sut_run.deployment
     now = dt.datetime.now(dt.UTC)
     token = mint_token(
-        sa_ref(k8s_cluster, deployment.api),
+        sa_ref(k8s_cluster, deployment.caller),
         audiences=[deployment.audience],
         issued_at=now - dt.timedelta(minutes=15),
         expires_at=now - dt.timedelta(seconds=90),

@@ -28,11 +28,11 @@ from typing import Any
 
 import pytest
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.cluster import Cluster
-from pytest_k8s_sa.deploy.sut import SutRun
-from pytest_k8s_sa.tokens import Token, header_kid
-from pytest_k8s_sa.waiting import WaitTimeout, wait_until
+from pytest_k8s_sa.base.waiting import WaitTimeout, wait_until
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.cluster import Cluster
+from pytest_k8s_sa.cluster.tokens import Token, header_kid
+from pytest_k8s_sa.deploy.sut_deploy import SutRun
 
 from .helpers import callee_audience_token, granted, refused, status_of
 
@@ -106,7 +106,7 @@ class KeyScenario:
 def _refresh_credentials(cluster: Cluster, run: SutRun) -> str:
     """Re-issue the workloads' own tokens with the new key, as their kubelet would (eventually)."""
     deployment = run.deployment
-    projectors = [w.projector for w in (deployment.secret_store, deployment.api) if w.projector is not None]
+    projectors = [w.projector for w in (deployment.callee, deployment.caller) if w.projector is not None]
     if projectors:
         for projector in projectors:
             projector.refresh_now()
@@ -120,7 +120,7 @@ def _refresh_credentials(cluster: Cluster, run: SutRun) -> str:
 def _callee_pid(cluster: Cluster, run: SutRun) -> str | None:
     """The callee's process id (process mode), or its pod's uid and container restarts (pod mode):
     the same value before and after means it was not restarted."""
-    store = run.deployment.secret_store
+    store = run.deployment.callee
     if store.process is not None:
         return str(store.process.pid) if store.process.running() else None
     if store.pod is None:
@@ -136,7 +136,7 @@ def key_rotation(k8s_cluster: Cluster, sut_run: SutRun) -> KeyScenario:
     if control is None:
         pytest.skip(k8s_cluster.key_control_missing)
     run = sut_run
-    api = run.deployment.api
+    api = run.deployment.caller
     refresh = key_refresh_seconds(run)
     cache = float(run.sut.callee.cache_seconds)
     original_kid = control.signing_kid()

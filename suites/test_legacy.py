@@ -7,10 +7,10 @@ import base64
 import kubernetes
 import pytest
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.fixtures import ServiceAccountRef
-from pytest_k8s_sa.tokens import Token
-from pytest_k8s_sa.waiting import wait_until
+from pytest_k8s_sa.base.waiting import wait_until
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.tokens import Token
+from pytest_k8s_sa.plugin.fixtures import ServiceAccountRef
 
 from .helpers import refused, store_says
 
@@ -22,10 +22,12 @@ def legacy(k8s_cluster, k8s_names, deployment):
         pytest.skip("legacy tokens need kube-controller-manager's tokens controller")
     api = k8s_cluster.api_client
     name = k8s_names("api-legacy-token")
-    resources.create_legacy_token_secret(api, deployment.api.namespace, deployment.api.service_account, name)
-    raw = resources.wait_legacy_token(api, deployment.api.namespace, name)
+    resources.create_legacy_token_secret(
+        api, deployment.caller.namespace, deployment.caller.service_account, name
+    )
+    raw = resources.wait_legacy_token(api, deployment.caller.namespace, name)
     yield {"secret": name, "token": Token.from_raw(raw)}
-    resources.core(api).delete_namespaced_secret(name, deployment.api.namespace)
+    resources.core(api).delete_namespaced_secret(name, deployment.caller.namespace)
 
 
 @pytest.mark.conformance("LEG-001", "a legacy token has no exp (it never expires)")
@@ -44,7 +46,7 @@ def test_audience_less_review_accepts_it(check, deployment, legacy, token_review
     check.record("username", review.username)
     check.record("audiences", review.audiences)
     assert review.authenticated
-    assert review.username == deployment.api.username
+    assert review.username == deployment.caller.username
 
 
 @pytest.mark.conformance("LEG-003", "the callee (which must review for its audience) refuses a legacy token")
@@ -61,7 +63,7 @@ def test_secret_store_refuses_it(check, sut_run, legacy):
 def test_secret_readers_can_impersonate(
     check, k8s_cluster, k8s_names, deployment, legacy, projected_token, token_review
 ):
-    api, ns = k8s_cluster.api_client, deployment.api.namespace
+    api, ns = k8s_cluster.api_client, deployment.caller.namespace
     reader = resources.create_service_account(api, ns, k8s_names("secret-reader"))
     role = k8s_names("read-secrets")
     rbac = kubernetes.client.RbacAuthorizationV1Api(api)
@@ -108,7 +110,7 @@ def test_secret_readers_can_impersonate(
     check.record("reader", f"{ns}:{reader.metadata.name}")
     check.record("authenticated_as", review.username)
     assert review.authenticated
-    assert review.username == deployment.api.username
+    assert review.username == deployment.caller.username
     assert review.username != f"system:serviceaccount:{ns}:{reader.metadata.name}"
 
 

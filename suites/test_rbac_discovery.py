@@ -9,7 +9,7 @@ import jwt
 import pytest
 import requests
 
-from pytest_k8s_sa.waiting import WaitTimeout
+from pytest_k8s_sa.base.waiting import WaitTimeout
 
 from .helpers import allowed_token, granted, review_rights_removed, sa_ref, status_of, wait_for_grant
 
@@ -64,7 +64,7 @@ def test_store_recovers_when_rights_return(check, sut_run, without_review_rights
 
 def _discovery(k8s_cluster, deployment, projected_token):
     """Fetch the discovery document and JWKS the way a workload would: with its own token."""
-    token = projected_token(sa_ref(k8s_cluster, deployment.data_store), expiration_seconds=600).raw
+    token = projected_token(sa_ref(k8s_cluster, deployment.intruder), expiration_seconds=600).raw
     host = k8s_cluster.api_client.configuration.host
     answers = [
         requests.get(
@@ -91,7 +91,7 @@ def _verify_offline(token: str, keys: jwt.PyJWKSet, issuer: str, audience: str) 
 def test_offline_verification(check, k8s_cluster, deployment, projected_token):
     document, keys = _discovery(k8s_cluster, deployment, projected_token)
     token = projected_token(
-        sa_ref(k8s_cluster, deployment.api), audiences=[deployment.audience], expiration_seconds=600
+        sa_ref(k8s_cluster, deployment.caller), audiences=[deployment.audience], expiration_seconds=600
     )
     claims = _verify_offline(token.raw, keys, document["issuer"], deployment.audience)
     check.record("issuer", document["issuer"])
@@ -99,7 +99,7 @@ def test_offline_verification(check, k8s_cluster, deployment, projected_token):
     check.record("algorithms", document.get("id_token_signing_alg_values_supported"))
     check.record("kid", jwt.get_unverified_header(token.raw)["kid"])
     check.record("verified_sub", claims["sub"])
-    assert claims["sub"] == deployment.api.username
+    assert claims["sub"] == deployment.caller.username
     assert document["issuer"] == k8s_cluster.issuer
 
 

@@ -30,7 +30,7 @@ RECOVERY_SECONDS = 60.0
 
 def _lies(k8s_cluster, sut_run) -> dict[str, dict[str, Any]]:
     """The review statuses the cut answers with: the allowed caller, authenticated, audience missing."""
-    caller = sut_run.deployment.api
+    caller = sut_run.deployment.caller
     sa = sa_ref(k8s_cluster, caller)
     user = {
         "username": caller.username,
@@ -55,7 +55,7 @@ def _lies(k8s_cluster, sut_run) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def lying_reviews(k8s_cluster, sut_run):
-    proxy = sut_run.api_proxy
+    proxy = sut_run.api_cut
     if proxy is None:
         pytest.skip(sut_run.api_cut_unavailable or "the callee's Kubernetes API cannot be cut here")
     if "review" not in proxy.modes:

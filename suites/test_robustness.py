@@ -28,10 +28,10 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.sut import DOTTED_ALLOWED_NAME, lookalike_identities, pattern_identities
-from pytest_k8s_sa.tokens import request_token
-from pytest_k8s_sa.waiting import WaitTimeout, wait_until
+from pytest_k8s_sa.base.waiting import WaitTimeout, wait_until
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.tokens import request_token
+from pytest_k8s_sa.sut.model import DOTTED_ALLOWED_NAME, lookalike_identities, pattern_identities
 
 from .helpers import allowed_token, call_through_caller, granted, review_rights_removed, sa_ref, status_of
 
@@ -57,7 +57,7 @@ def token_for(k8s_cluster, ref, audiences) -> str:
 def status_with_header(sut_run, token: str, spell) -> int:
     """The callee's status for ``token`` with the configured header's name respelled by ``spell``."""
     headers = {spell(name): value for name, value in sut_run.sut.callee.credential_headers(token).items()}
-    return sut_run.deployment.secret_store.get("/", headers=headers, timeout=30).status_code
+    return sut_run.deployment.callee.get("/", headers=headers, timeout=30).status_code
 
 
 @pytest.mark.conformance("HDR-001", "the credential header's name is matched case-insensitively")
@@ -77,7 +77,7 @@ def _judge_allow_list(check, k8s_cluster, sut_run, impostor, token_review) -> No
     review = token_review(token, [sut_run.deployment.audience])
     status = status_of(sut_run, token)
     check.record("presented_as", impostor.username)
-    check.record("allowed_caller", sut_run.deployment.api.username)
+    check.record("allowed_caller", sut_run.deployment.caller.username)
     check.record("token_is_valid_for_the_audience", review.authenticated)
     check.record("status", status)
     assert review.authenticated, "the token itself must be valid, so only the allow-list refuses it"
@@ -88,7 +88,7 @@ def _judge_allow_list(check, k8s_cluster, sut_run, impostor, token_review) -> No
     "ALLOW-001", "a service account with the allowed caller's name in another namespace gets no grant"
 )
 def test_allowed_name_in_another_namespace(check, k8s_cluster, sut_run, k8s_service_account, token_review):
-    impostor = k8s_service_account(sut_run.deployment.api.service_account)
+    impostor = k8s_service_account(sut_run.deployment.caller.service_account)
     _judge_allow_list(check, k8s_cluster, sut_run, impostor, token_review)
 
 
@@ -98,13 +98,13 @@ def test_allowed_name_in_another_namespace(check, k8s_cluster, sut_run, k8s_serv
 def test_other_account_in_the_allowed_namespace(
     check, k8s_cluster, k8s_names, sut_run, k8s_service_account, token_review
 ):
-    neighbour = k8s_service_account(k8s_names("neighbour"), namespace=sut_run.deployment.api.namespace)
+    neighbour = k8s_service_account(k8s_names("neighbour"), namespace=sut_run.deployment.caller.namespace)
     _judge_allow_list(check, k8s_cluster, sut_run, neighbour, token_review)
 
 
 def _judge_lookalikes(check, k8s_cluster, sut_run, token_review, kind: str) -> None:
     """Present a valid token (the callee's own audience) of each look-alike identity of ``kind``."""
-    allowed = sut_run.deployment.api
+    allowed = sut_run.deployment.caller
     if kind == "pattern":
         identities = pattern_identities(allowed.namespace, DOTTED_ALLOWED_NAME)
         check.record("allowed_entry_with_a_dot", f"{allowed.namespace}:{DOTTED_ALLOWED_NAME}")
@@ -117,7 +117,7 @@ def _judge_lookalikes(check, k8s_cluster, sut_run, token_review, kind: str) -> N
 
 def _present(check, k8s_cluster, sut_run, token_review, identities: dict[str, tuple[str, str]]) -> None:
     api = k8s_cluster.api_client
-    allowed = sut_run.deployment.api
+    allowed = sut_run.deployment.caller
     audience = sut_run.deployment.audience
     valid: dict[str, bool] = {}
     statuses: dict[str, int] = {}
@@ -215,8 +215,8 @@ def _leaks(logs: dict[str, str], presented: dict[str, str]) -> list[str]:
 @pytest.mark.conformance("LOG-001", "no presented token appears in the logs of the callee or the caller")
 def test_tokens_are_not_logged(check, k8s_cluster, sut_run):
     deployment = sut_run.deployment
-    intruder = sa_ref(k8s_cluster, deployment.data_store)
-    caller = sa_ref(k8s_cluster, deployment.api)
+    intruder = sa_ref(k8s_cluster, deployment.intruder)
+    caller = sa_ref(k8s_cluster, deployment.caller)
     presented = {
         "allowed": allowed_token(k8s_cluster, sut_run),
         "intruder's": token_for(k8s_cluster, intruder, [deployment.audience]),
@@ -226,7 +226,7 @@ def test_tokens_are_not_logged(check, k8s_cluster, sut_run):
     if sut_run.has_caller:
         check.fidelity = deployment.fidelity
         statuses["through the caller"] = call_through_caller(sut_run).status_code
-        presented["caller's own"] = deployment.api.current_token().raw
+        presented["caller's own"] = deployment.caller.current_token().raw
     logs = deployment.logs()
     check.record("statuses", statuses)
     check.record("log_bytes_read", {name: len(text) for name, text in logs.items()})
@@ -252,7 +252,7 @@ def _open_slow_clients(url: str, count: int) -> list[socket.socket]:
 @pytest.mark.conformance("AVAIL-001", "idle and half-sent connections do not lock the allowed caller out")
 def test_slow_clients_do_not_lock_out_the_caller(check, k8s_cluster, sut_run):
     deployment = sut_run.deployment
-    url = deployment.secret_store.url
+    url = deployment.callee.url
     token = allowed_token(k8s_cluster, sut_run)
     headers = sut_run.sut.callee.credential_headers(token)
     statuses: list[int | str] = []
@@ -262,7 +262,7 @@ def test_slow_clients_do_not_lock_out_the_caller(check, k8s_cluster, sut_run):
         for _ in range(VALID_CALLS):
             began = time.monotonic()
             try:
-                answer = deployment.secret_store.get("/", headers=headers, timeout=VALID_CALL_TIMEOUT)
+                answer = deployment.callee.get("/", headers=headers, timeout=VALID_CALL_TIMEOUT)
                 statuses.append(answer.status_code)
             except requests.RequestException as exc:
                 statuses.append(type(exc).__name__)

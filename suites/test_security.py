@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from pytest_k8s_sa import forged
-from pytest_k8s_sa.flaky_api import http_response
-from pytest_k8s_sa.rawhttp import raw_request
-from pytest_k8s_sa.tokens import mint_token, request_token
+from pytest_k8s_sa.cluster.tokens import mint_token, request_token
+from pytest_k8s_sa.deploy.apicut.process_mode import http_response
+from pytest_k8s_sa.sut import forged
+from pytest_k8s_sa.sut.rawhttp import raw_request
 
 from .helpers import (
     CALLEE_EXCLUSIVE,
@@ -41,7 +41,7 @@ RECOVERY_SECONDS = 30.0
 def _raw_status(sut_run, lines: list[bytes], target: bytes = b"/") -> int:
     """Status of a byte-exact request; 0 when the callee closed the connection without an answer."""
     try:
-        return raw_request(sut_run.deployment.secret_store.url, lines, target=target, timeout=30).status
+        return raw_request(sut_run.deployment.callee.url, lines, target=target, timeout=30).status
     except (OSError, ValueError):
         return 0
 
@@ -66,7 +66,7 @@ def _minted(k8s_cluster, sut_run, **overrides):
             f"needs the cluster's service-account signing key, which the {k8s_cluster.provider} provider "
             "does not hold (local and local-node do)"
         )
-    caller = sut_run.deployment.api
+    caller = sut_run.deployment.caller
     ref = sa_ref(k8s_cluster, caller)
     now = dt.datetime.now(dt.UTC)
     claims = {
@@ -104,7 +104,7 @@ def test_alg_none(check, sut_run, real):
 @pytest.mark.conformance("SEC-003", "the real claims signed HS256 with the cluster's public key are refused")
 def test_hs256_with_the_public_key(check, k8s_cluster, sut_run, real):
     configuration = k8s_cluster.api_client.configuration
-    caller = sut_run.deployment.api
+    caller = sut_run.deployment.caller
     # Reading the JWKS needs a token for the API audiences (any account may read it).
     reader = request_token(
         k8s_cluster.api_client, caller.namespace, caller.service_account, expiration_seconds=600
@@ -218,7 +218,7 @@ def test_token_in_another_header(check, sut_run, real):
 
 # --- fail closed: the callee's Kubernetes API cut off ------------------------------------------
 # Process mode: the callee's ${KUBECONFIG} names a proxy on loopback. Pod mode: the callee's in-cluster
-# API address is re-pointed at an api-cut pod (pytest_k8s_sa/deploy/api_cut.py: its container gets
+# API address is re-pointed at an api-cut pod (pytest_k8s_sa/deploy/apicut/pod_mode.py: its container gets
 # KUBERNETES_SERVICE_HOST=kubernetes, KUBERNETES_SERVICE_PORT=443, its pod enableServiceLinks: false,
 # and a Service `kubernetes` in its namespace selects the cut, which forwards to default/kubernetes).
 # Either way the checks can fail: a callee that grants when its review fails is granted a fresh token
@@ -258,7 +258,7 @@ def _require_traffic_through(k8s_cluster, sut_run, proxy) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def outages(k8s_cluster, sut_run):
     """Cut the callee's API in each way, ask with fresh tokens, restore, and time its recovery."""
-    proxy = sut_run.api_proxy
+    proxy = sut_run.api_cut
     if proxy is None:
         pytest.skip(sut_run.api_cut_unavailable or "the callee's Kubernetes API cannot be cut here")
     normal = _require_traffic_through(k8s_cluster, sut_run, proxy)

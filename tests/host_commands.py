@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 
-from pytest_k8s_sa.node.host import CNI_BIN_DIR
+from pytest_k8s_sa.components.node.host import CNI_BIN_DIR
 
 PACKAGES = {
     "ip": "iproute2",
@@ -29,7 +29,7 @@ PACKAGES = {
     "cni": "containernetworking-plugins",
 }
 """Command -> the Debian package that provides it. ``cni`` stands for the CNI plugins, which are
-files in :data:`~pytest_k8s_sa.node.host.CNI_BIN_DIR`, not commands on ``PATH``."""
+files in :data:`~pytest_k8s_sa.components.node.host.CNI_BIN_DIR`, not commands on ``PATH``."""
 
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
 

@@ -1,6 +1,6 @@
 """What the pod-mode API cut changes in a callee's pod spec and what it adds, without a cluster.
 
-The cut works only if exactly these hold (see ``pytest_k8s_sa/deploy/api_cut.py`` for the upstream
+The cut works only if exactly these hold (see ``pytest_k8s_sa/deploy/apicut/pod_mode.py`` for the upstream
 reasons): the callee's container names ``kubernetes:443`` explicitly, its pod has service links off,
 a Service named ``kubernetes`` on port 443 selects the cut pod, and the cut forwards to the ClusterIP
 of ``default/kubernetes``. The cluster-side run is ``tests/node/test_sut_pod_mode.py``.
@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from pytest_k8s_sa.deploy import api_cut
-from pytest_k8s_sa.pki import CertificateAuthority
+from pytest_k8s_sa.components.pki import CertificateAuthority
+from pytest_k8s_sa.deploy.apicut import pod_mode as api_cut
 
 
 class _FakeCore:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_k8s_sa import binaries
-from pytest_k8s_sa.errors import BinaryNotFoundError, BuildError
+from pytest_k8s_sa.base.errors import BinaryNotFoundError, BuildError
+from pytest_k8s_sa.components import binaries
 
 ALL = ("etcd", "kube-apiserver", "kube-controller-manager")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.signingkeys import KeySetState, SigningKeys
-from pytest_k8s_sa.tokens import header_kid, request_token, review_token
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.tokens import header_kid, request_token, review_token
+from pytest_k8s_sa.components.signingkeys import KeySetState, SigningKeys
 
 
 def test_add_then_retire_rotates_what_signs_and_what_verifies(
@@ -59,7 +59,7 @@ def test_after_the_fixture_the_original_key_signs_and_every_key_verifies(k8s_clu
 
 def test_key_set_state_steps(tmp_path):
     """The on-disk key set without a cluster: which keys sign and verify after each step."""
-    from pytest_k8s_sa.pki import service_account_signing_key
+    from pytest_k8s_sa.components.pki import service_account_signing_key
 
     legacy_pub, _ = service_account_signing_key().write(tmp_path, "sa-legacy")
     _, original = service_account_signing_key().write(tmp_path, "sa")

@@ -14,8 +14,8 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from pytest_k8s_sa.resources import KEPT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
-from pytest_k8s_sa.waiting import wait_until
+from pytest_k8s_sa.base.waiting import wait_until
+from pytest_k8s_sa.cluster.resources import KEPT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
 INNER = """
 def test_creates_things(k8s_cluster, k8s_namespace, k8s_service_account, token_reviewer, projected_token,

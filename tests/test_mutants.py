@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_k8s_sa.sut import OTHER_AUDIENCES
+from pytest_k8s_sa.sut.model import OTHER_AUDIENCES
 
 REPO = Path(__file__).resolve().parents[1]
 MUTANTS = REPO / "tests" / "mutants"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 PRINT_SETTINGS = """
-from pytest_k8s_sa.fixtures import SETTINGS_KEY
+from pytest_k8s_sa.plugin.fixtures import SETTINGS_KEY
 
 def test_settings(request):
     s = request.config.stash[SETTINGS_KEY]
@@ -112,7 +112,7 @@ def test_unknown_provider_on_the_command_line_is_rejected(pytester):
 def test_every_option_has_an_ini_key_and_env_var_in_help(pytester):
     result = pytester.runpytest_subprocess("--help")
     text = " ".join(result.stdout.str().split())  # help text is wrapped
-    from pytest_k8s_sa.options import OPTIONS
+    from pytest_k8s_sa.plugin.options import OPTIONS
 
     for option in (o for o in OPTIONS if "pytest" in o.fronts):
         assert option.ini in text
@@ -135,8 +135,8 @@ def test_missing_kubeconfig_file_fails_with_a_clear_message(pytester, tmp_path):
 
 
 def test_unreachable_cluster_fails_with_a_clear_message(pytester, tmp_path):
-    from pytest_k8s_sa.controlplane import write_kubeconfig
-    from pytest_k8s_sa.pki import CertificateAuthority
+    from pytest_k8s_sa.components.controlplane import write_kubeconfig
+    from pytest_k8s_sa.components.pki import CertificateAuthority
 
     ca = tmp_path / "ca.crt"
     ca.write_bytes(CertificateAuthority().cert_pem)
@@ -188,7 +188,7 @@ def _up_settings(tmp_path, *argv):
 
 
 def test_up_honours_the_env_vars_and_a_flag_beats_them(clean_env, tmp_path):
-    from pytest_k8s_sa.binaries import DEFAULT_K8S_VERSION
+    from pytest_k8s_sa.components.binaries import DEFAULT_K8S_VERSION
 
     settings = _up_settings(tmp_path)
     assert (settings.provider, settings.k8s_version, settings.node_wait_seconds) == (
@@ -234,7 +234,7 @@ def test_up_names_a_bad_env_var_and_starts_nothing(clean_env, tmp_path, capsys, 
 
 def test_up_help_names_the_env_vars(capsys):
     from pytest_k8s_sa import cli
-    from pytest_k8s_sa.options import OPTIONS, UP
+    from pytest_k8s_sa.plugin.options import OPTIONS, UP
 
     with pytest.raises(SystemExit):
         cli.main(["up", "--help"])
@@ -284,7 +284,7 @@ def test_upstream_e2e_reads_the_same_table(clean_env, tmp_path):
     ],
 )
 def test_upstream_e2e_names_a_bad_env_var(clean_env, env, message):
-    from pytest_k8s_sa.options import OptionError
+    from pytest_k8s_sa.plugin.options import OptionError
 
     for key, value in env.items():
         clean_env.setenv(key, value)
@@ -295,6 +295,6 @@ def test_upstream_e2e_names_a_bad_env_var(clean_env, env, message):
 
 @pytest.mark.parametrize(("raw", "value"), [("1", True), ("ON", True), (" no ", False), ("", False)])
 def test_one_boolean_parser(raw, value):
-    from pytest_k8s_sa.options import parse_bool
+    from pytest_k8s_sa.plugin.options import parse_bool
 
     assert parse_bool(raw, what="x") is value

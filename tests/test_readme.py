@@ -25,6 +25,7 @@ The marker is an HTML comment, so it does not show on the rendered page; the rea
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 import re
@@ -172,7 +173,47 @@ def test_readme_has_runnable_python_and_reasons_for_the_rest():
 def test_the_plugin_comes_from_the_installed_package():
     """The blocks rely on the package being installed, as a third party has it: its entry point."""
     entry_points = importlib.metadata.distribution("pytest-k8s-sa").entry_points
-    assert any(ep.group == "pytest11" and ep.value == "pytest_k8s_sa.plugin" for ep in entry_points)
+    assert any(ep.group == "pytest11" and ep.value == "pytest_k8s_sa.plugin.hooks" for ep in entry_points)
+
+
+SHIPPED_ONLY = {"pytest_k8s_sa.suites"}
+"""Names that exist only in the built wheel (``setup.py`` copies ``suites/`` in); test_wheel.py runs it."""
+
+
+def _resolve(dotted: str) -> object:
+    """Import the longest module prefix of ``dotted`` and fetch the rest as attributes."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[cut:]:
+            found = getattr(found, attribute)
+        return found
+    raise ModuleNotFoundError(dotted)
+
+
+def test_readme_names_the_package_where_it_is():
+    """Every ``pytest_k8s_sa.…`` name the README promises (modules, ``ControlPlane``, the fixtures'
+    Protocols, ``REPORT_SCHEMA``) imports from there, and every ``pytest_k8s_sa/…`` path exists:
+    when a module moves to another layer, the README moves with it or this fails."""
+    text = README.read_text()
+    names = sorted(set(re.findall(r"(?<![\w.])pytest_k8s_sa(?:\.[A-Za-z_]\w*)+", text)) - SHIPPED_ONLY)
+    assert "pytest_k8s_sa.components.controlplane.ControlPlane" in names
+    assert "pytest_k8s_sa.plugin.fixtures.ProjectedTokenFactory" in names
+    missing = []
+    for name in names:
+        try:
+            _resolve(name)
+        except (ImportError, AttributeError) as exc:
+            missing.append(f"{name}: {exc}")
+    assert not missing, missing
+    root = README.parent
+    paths = sorted(set(re.findall(r"(?<![\w/])pytest_k8s_sa(?:/[\w.<>-]+)+/?", text)))
+    assert paths, "the README names no file of the package"
+    gone = [p for p in paths if "<" not in p and not (root / p).exists()]
+    assert not gone, gone
 
 
 def test_extractor_reads_fences_as_commonmark_does():

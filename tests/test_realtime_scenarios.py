@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_k8s_sa.cluster import Cluster
-from pytest_k8s_sa.deploy.sut import SutRun, deploy_sut
-from pytest_k8s_sa.fixtures import MintTokenFactory
-from pytest_k8s_sa.sut import Sut, load, reference
-from pytest_k8s_sa.tokens import Token
-from pytest_k8s_sa.types import Names
-from pytest_k8s_sa.waiting import WaitTimeout
+from pytest_k8s_sa.base.waiting import WaitTimeout
+from pytest_k8s_sa.cluster.cluster import Cluster
+from pytest_k8s_sa.cluster.tokens import Token
+from pytest_k8s_sa.cluster.types import Names
+from pytest_k8s_sa.deploy.sut_deploy import SutRun, deploy_sut
+from pytest_k8s_sa.plugin.fixtures import MintTokenFactory
+from pytest_k8s_sa.sut.model import Sut, load, reference
 from suites.helpers import sa_ref
 from suites.scenarios import expiry_scenario, judge_expiry, judge_refresh, refresh_scenario
 
@@ -81,7 +81,7 @@ def expiring_token(cluster: Cluster, run: SutRun, mint_token: MintTokenFactory) 
     ``ACCEPTED_FOR_SECONDS`` more: its ``exp`` is already past, by less than the leeway."""
     now = dt.datetime.now(dt.UTC)
     return mint_token(
-        sa_ref(cluster, run.deployment.api),
+        sa_ref(cluster, run.deployment.caller),
         audiences=[run.deployment.audience],
         issued_at=now - dt.timedelta(minutes=10),
         expires_at=now - dt.timedelta(seconds=LEEWAY_SECONDS - ACCEPTED_FOR_SECONDS),
@@ -91,12 +91,12 @@ def expiring_token(cluster: Cluster, run: SutRun, mint_token: MintTokenFactory) 
 def install_refresh_due_soon(cluster: Cluster, run: SutRun, mint_token: MintTokenFactory) -> Token:
     """Put a short-lived minted token in the caller's token file, through the emulated kubelet, which
     then refreshes it (a real TokenRequest) at 80 % of its lifetime, ``REFRESH_DUE_IN_SECONDS`` from now."""
-    projector = run.deployment.api.projector
+    projector = run.deployment.caller.projector
     assert projector is not None, "the caller has no emulated kubelet"
     now = dt.datetime.now(dt.UTC)
     issued = now - dt.timedelta(seconds=0.8 * REFRESH_LIFETIME_SECONDS - REFRESH_DUE_IN_SECONDS)
     token = mint_token(
-        sa_ref(cluster, run.deployment.api),
+        sa_ref(cluster, run.deployment.caller),
         audiences=[run.deployment.audience],
         issued_at=issued,
         expires_at=issued + dt.timedelta(seconds=REFRESH_LIFETIME_SECONDS),
@@ -151,7 +151,7 @@ def test_refresh_fails_a_caller_that_never_rereads_its_token_file(
     scenario = refresh_scenario(mutant_run, within_seconds=REFRESH_WITHIN_SECONDS)
     with pytest.raises(WaitTimeout, match="no refresh within"):
         scenario(never_cancelled)
-    projector = mutant_run.deployment.api.projector
+    projector = mutant_run.deployment.caller.projector
     assert projector is not None
     # The file was refreshed (the emulated kubelet did its part): only the caller failed to follow.
     assert projector.current.jti != minted.jti

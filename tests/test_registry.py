@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_k8s_sa import options
-from pytest_k8s_sa.errors import K8sSAError
+from pytest_k8s_sa.base.errors import K8sSAError
+from pytest_k8s_sa.plugin import options
 from pytest_k8s_sa.providers.base import Provider
 from pytest_k8s_sa.providers.kind import KindProvider
 from pytest_k8s_sa.providers.kubeconfig import KubeconfigProvider
@@ -23,7 +23,7 @@ from pytest_k8s_sa.providers.registry import (
     build_provider,
     resolve_provider,
 )
-from pytest_k8s_sa.settings import Settings
+from pytest_k8s_sa.providers.settings import Settings
 
 
 def test_option_choices_come_from_the_registry() -> None:
@@ -112,7 +112,7 @@ def test_up_rejects_an_unknown_provider() -> None:
 
 
 PROGRESS_CONFTEST = '''
-from pytest_k8s_sa.errors import K8sSAError
+from pytest_k8s_sa.base.errors import K8sSAError
 from pytest_k8s_sa.providers import registry
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import kubernetes
 import pytest
 
-from pytest_k8s_sa import resources
+from pytest_k8s_sa.cluster import resources
 from pytest_k8s_sa.deploy import DeployError, describe_pod, failing_reason, wait_for_rollout
 
 

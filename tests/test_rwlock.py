@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_k8s_sa.rwlock import LockTimeout, RunLock
+from pytest_k8s_sa.base.rwlock import LockTimeout, RunLock
 
 
 def test_shared_holders_coexist_and_exclude_a_writer(tmp_path):

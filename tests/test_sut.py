@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_k8s_sa import sut
+from pytest_k8s_sa.sut import model as sut
 
 GOOD = """
 implementation: {name: acme-secret-store, version: "1.4.2", url: "https://example.invalid/acme"}

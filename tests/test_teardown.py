@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from pytest_k8s_sa.process import Process, ProcessError, sweep_orphans
-from pytest_k8s_sa.waiting import wait_until
+from pytest_k8s_sa.base.process import Process, ProcessError, sweep_orphans
+from pytest_k8s_sa.base.waiting import wait_until
 
 USES_CLUSTER = """
 from pytest_k8s_sa.deploy import deploy_processes
-from pytest_k8s_sa.waiting import wait_until
+from pytest_k8s_sa.base.waiting import wait_until
 
 def test_uses_cluster(k8s_cluster, k8s_names, k8s_namespace, tmp_path):
     with deploy_processes(k8s_cluster, k8s_names, tmp_path) as deployment:
-        assert deployment.api.get("/").status_code == 200
+        assert deployment.caller.get("/").status_code == 200
         {body}
 """
 COMPONENTS = 6  # etcd, kube-apiserver, kube-controller-manager, secret store, API service, data store

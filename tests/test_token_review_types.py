@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_k8s_sa import tokens
-from pytest_k8s_sa.types import LegacyToken
+from pytest_k8s_sa.cluster import tokens
+from pytest_k8s_sa.cluster.tokens import LegacyToken
 
 
 def test_token_review_accepts_what_legacy_token_returns(k8s_service_account, legacy_token, token_review):

@@ -9,9 +9,9 @@ import pytest
 import requests
 from kubernetes.client import ApiException
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.tokens import key_id, wait_until_refused
-from pytest_k8s_sa.waiting import wait_until
+from pytest_k8s_sa.base.waiting import wait_until
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.tokens import key_id, wait_until_refused
 
 
 def test_token_for_audience_a_is_accepted_for_a_and_refused_for_b(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_k8s_sa.errors import BuildError, K8sSAError
+from pytest_k8s_sa.base.errors import BuildError, K8sSAError
 from pytest_k8s_sa.providers.base import Capabilities, ClusterInfo
 from pytest_k8s_sa.upstream_e2e import build, results
 from pytest_k8s_sa.upstream_e2e.run import (

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from pytest_k8s_sa.base.kubeconfig import client_certificate_kubeconfig, token_file_kubeconfig
 from pytest_k8s_sa.deploy import steps
 from pytest_k8s_sa.deploy.manifests import MANIFESTS_DIR, render_manifests
 from pytest_k8s_sa.deploy.model import TOKEN_EXPIRATION_SECONDS
@@ -23,8 +24,7 @@ from pytest_k8s_sa.deploy.workload_pod import (
     projected_token_volume,
     workload_pod,
 )
-from pytest_k8s_sa.kubeconfig import client_certificate_kubeconfig, token_file_kubeconfig
-from pytest_k8s_sa.sut import allowed_service_accounts, reference
+from pytest_k8s_sa.sut.model import allowed_service_accounts, reference
 
 VALUES = {
     "RUN_ID": "r1",
@@ -147,7 +147,7 @@ def _cluster(runs_pods: bool) -> Any:
     [(False, True, "process"), (False, False, "process"), (True, True, "manifests"), (True, False, "pod")],
 )
 def test_the_one_deploy_path_picks_the_mode(runs_pods: bool, is_reference: bool, mode: str) -> None:
-    from pytest_k8s_sa.deploy.sut import deploy_mode
+    from pytest_k8s_sa.deploy.sut_deploy import deploy_mode
 
     sut = reference()
     if not is_reference:
@@ -159,8 +159,8 @@ def test_the_one_deploy_path_picks_the_mode(runs_pods: bool, is_reference: bool,
 def test_a_sut_without_what_the_mode_needs_fails_before_touching_the_cluster(
     tmp_path: Path, runs_pods: bool, missing: str
 ) -> None:
-    from pytest_k8s_sa.deploy.sut import deploy_sut
-    from pytest_k8s_sa.sut import SutError
+    from pytest_k8s_sa.deploy.sut_deploy import deploy_sut
+    from pytest_k8s_sa.sut.model import SutError
 
     ref = reference()
     callee = type(ref.callee)(**{**ref.callee.__dict__, "image": None, "command": None})

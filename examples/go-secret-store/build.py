@@ -4,9 +4,10 @@
 
 Needs Go and the Go module proxy (``go.mod``/``go.sum`` pin client-go v0.37.2); no Docker, no
 registry. The archive (``secret-store.oci.tar``, image ``localhost/k8s-sa/go-secret-store:0.1.0``) is
-written with the project's own OCI writer (:func:`pytest_k8s_sa.node.images.write_oci_archive`), the
-one the local-node provider uses for its pause and CoreDNS images, so it needs this project installed
-(``pip install -e .``) but not the ``k8s-sa`` command. ``sut.yaml`` names both files relative to itself.
+written with the project's own OCI writer
+(:func:`pytest_k8s_sa.components.node.images.write_oci_archive`), the one the local-node provider
+uses for its pause and CoreDNS images, so it needs this project installed (``pip install -e .``)
+but not the ``k8s-sa`` command. ``sut.yaml`` names both files relative to itself.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pytest_k8s_sa.node.images import ImageConfig, layer_from_files, write_oci_archive
+from pytest_k8s_sa.components.node.images import ImageConfig, layer_from_files, write_oci_archive
 
 HERE = Path(__file__).resolve().parent
 IMAGE = "localhost/k8s-sa/go-secret-store:0.1.0"

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import K8sSAError
+from ..base.errors import K8sSAError
 
 LEVELS = ("must", "should")
 PROFILES = ("fast", "full")

@@ -19,10 +19,11 @@ import kubernetes
 import requests
 import yaml
 
-from .. import paths, resources
-from ..cluster import Cluster
-from ..tokens import BoundObject
-from ..waiting import WaitTimeout, wait_until
+from ..base import paths
+from ..base.waiting import WaitTimeout, wait_until
+from ..cluster import resources
+from ..cluster.cluster import Cluster
+from ..cluster.tokens import BoundObject
 from .cleanup import Cleanups
 from .model import API_TOKEN_REFRESH_SECONDS, AUDIENCE, Deployment, Workload
 from .pods import (
@@ -184,9 +185,9 @@ def _apply(
             read_logs=log_reader(api_client, namespaces[app], pod.metadata.name),
         )
     deployment = Deployment(
-        api=workloads["api"],
-        secret_store=workloads["secret-store"],
-        data_store=workloads["data-store"],
+        caller=workloads["api"],
+        callee=workloads["secret-store"],
+        intruder=workloads["data-store"],
         fidelity="real",
         audience=audience,
     )
@@ -261,7 +262,7 @@ def start_secret_store_pod(
 
 def _first_authenticated_call(deployment: Deployment, timeout: float) -> bool:
     def granted() -> bool:
-        return deployment.api.get("/", timeout=5).status_code == 200
+        return deployment.caller.get("/", timeout=5).status_code == 200
 
     try:
         wait_until(granted, timeout, "first authenticated call", ignore=(requests.RequestException,))

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import requests
 
-from ..process import Process
-from ..projector import TokenProjector
-from ..tokens import BoundObject, Token
+from ..base.process import Process
+from ..cluster.tokens import BoundObject, Token
+from .projector import TokenProjector
 
 AUDIENCE = "secret-store"
 TOKEN_EXPIRATION_SECONDS = 600
@@ -61,9 +61,9 @@ class Workload:
 class Deployment:
     """The three workloads of one run, and how to tear them down."""
 
-    api: Workload
-    secret_store: Workload
-    data_store: Workload
+    caller: Workload
+    callee: Workload
+    intruder: Workload
     fidelity: str
     audience: str = AUDIENCE
     api_token_refresh_seconds: float = API_TOKEN_REFRESH_SECONDS
@@ -75,21 +75,21 @@ class Deployment:
 
     @property
     def workloads(self) -> list[Workload]:
-        return [self.api, self.secret_store, self.data_store]
+        return [self.caller, self.callee, self.intruder]
 
     @property
     def can_rotate_on_demand(self) -> bool:
-        return self.api.projector is not None or self.rotate_on_demand is not None
+        return self.caller.projector is not None or self.rotate_on_demand is not None
 
-    def rotate_api_token(self) -> Token:
+    def rotate_caller_token(self) -> Token:
         """Replace the API service's token file now and return the new token.
 
         Emulated kubelet: a refresh at once. Real kubelet (local-node): the kubelet is restarted,
         which empties its token cache, so it requests a new token and rewrites the file in the
         running pod. Elsewhere the real kubelet rotates only at 80% of the TTL (ROT-003).
         """
-        if self.api.projector is not None:
-            return self.api.projector.refresh_now()
+        if self.caller.projector is not None:
+            return self.caller.projector.refresh_now()
         if self.rotate_on_demand is None:
             raise RuntimeError(
                 "the kubelet of this cluster cannot be made to rotate on demand; it rotates at 80% of the TTL"
@@ -106,8 +106,3 @@ class Deployment:
                 with contextlib.suppress(Exception):
                     out[workload.name] = workload.read_logs()
         return out
-
-    def teardown(self) -> None:
-        while self._cleanups:
-            with contextlib.suppress(Exception):
-                self._cleanups.pop()()

@@ -18,9 +18,9 @@ import jwt
 import kubernetes
 from kubernetes.client import ApiException
 
-from ..errors import K8sSAError
-from ..tokens import Token
-from ..waiting import WaitTimeout, wait_until
+from ..base.errors import K8sSAError
+from ..base.waiting import WaitTimeout, wait_until
+from ..cluster.tokens import Token
 from .model import Deployment, Workload
 
 if TYPE_CHECKING:
@@ -286,7 +286,7 @@ KUBELET_RESTART_TRIGGER = "real kubelet, restarted (empty token cache)"
 
 
 def rotate_by_kubelet_restart(deployment: Deployment, node_control: NodeControl | None) -> None:
-    """Let ``deployment.rotate_api_token`` make the real kubelet replace the caller's token file now.
+    """Let ``deployment.rotate_caller_token`` make the real kubelet replace the caller's token file now.
 
     Where the provider controls its node (local-node, kind): restarting the kubelet empties its
     in-memory token cache, so it requests a new token and rewrites the projected file in the running
@@ -294,7 +294,7 @@ def rotate_by_kubelet_restart(deployment: Deployment, node_control: NodeControl 
     """
     if node_control is None:
         return
-    deployment.rotate_on_demand = _kubelet_restart_rotation(deployment.api, node_control.restart_kubelet)
+    deployment.rotate_on_demand = _kubelet_restart_rotation(deployment.caller, node_control.restart_kubelet)
     deployment.rotation_trigger = KUBELET_RESTART_TRIGGER
 
 

@@ -1,6 +1,6 @@
 """Deploy the reference workloads as local processes (clusters without a kubelet: ``local``).
 
-Pod objects, service accounts, RBAC and tokens are real API objects, and :mod:`..projector` plays
+Pod objects, service accounts, RBAC and tokens are real API objects, and :mod:`.projector` plays
 the kubelet for the projected token files (fidelity ``emulated-kubelet``).
 """
 
@@ -13,16 +13,16 @@ from pathlib import Path
 
 import requests
 
-from .. import resources
-from ..cluster import Cluster
-from ..ports import free_port
-from ..process import Process
-from ..projector import FIDELITY as EMULATED
-from ..projector import TokenProjector
-from ..tokens import BoundObject
+from ..base.ports import free_port
+from ..base.process import Process
+from ..cluster import resources
+from ..cluster.cluster import Cluster
+from ..cluster.tokens import BoundObject
 from . import steps
 from .cleanup import Cleanups
 from .model import API_TOKEN_REFRESH_SECONDS, AUDIENCE, Deployment, Workload
+from .projector import FIDELITY as EMULATED
+from .projector import TokenProjector
 from .steps import project_tokens, service_account_volume
 
 
@@ -122,11 +122,11 @@ def deploy_processes(
         )
 
         deployment = Deployment(
-            api=Workload("api", api_ns, "api", api_url, api_pod, api_projector, api_proc),
-            secret_store=Workload(
+            caller=Workload("api", api_ns, "api", api_url, api_pod, api_projector, api_proc),
+            callee=Workload(
                 "secret-store", store_ns, "secret-store", store_url, store_pod, store_volume, store_proc
             ),
-            data_store=Workload(
+            intruder=Workload(
                 "data-store", data_ns, "data-store", data_url, data_pod, data_projector, data_proc
             ),
             fidelity=EMULATED,

@@ -22,22 +22,22 @@ from urllib.parse import urlsplit
 import kubernetes
 import requests
 
-from .. import resources
-from ..cluster import Cluster
-from ..flaky_api import FlakyApi, make_test_ca
-from ..kubeconfig import token_file_kubeconfig
-from ..ports import free_port
-from ..process import Process
-from ..projector import TokenProjector
-from ..sut import CalleeSpec, Sut, SutError, WorkloadSpec, allowed_service_accounts, python_executable
-from ..tokens import BoundObject, request_token
-from ..waiting import WaitTimeout, wait_until
+from ..base.kubeconfig import token_file_kubeconfig
+from ..base.ports import free_port
+from ..base.process import Process
+from ..base.waiting import WaitTimeout, wait_until
+from ..cluster import resources
+from ..cluster.cluster import Cluster
+from ..cluster.tokens import BoundObject, request_token
+from ..sut.model import CalleeSpec, Sut, SutError, WorkloadSpec, allowed_service_accounts, python_executable
 from ..workloads.tap import LoopbackTap
-from . import api_cut
+from .apicut import pod_mode as api_cut
+from .apicut.process_mode import FlakyApi, make_test_ca
 from .cleanup import Cleanups
 from .manifests import workload_code_configmap, workload_image
 from .model import TOKEN_EXPIRATION_SECONDS, Workload
 from .pods import DeployError, PortForward, file_reader, log_reader, wait_for_rollout
+from .projector import TokenProjector
 from .workload_pod import (
     deployment_doc,
     http_probe,

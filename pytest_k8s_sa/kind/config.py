@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import K8sSAError
+from ..base.errors import K8sSAError
 
 POD_SUBNET = "100.98.0.0/16"
 SERVICE_SUBNET = "100.99.0.0/16"

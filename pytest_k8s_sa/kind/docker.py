@@ -37,11 +37,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import K8sSAError
-from ..node.host import Runner
-from ..paths import cache_root
-from ..process import process_start_time
-from ..waiting import WaitTimeout, wait_until
+from ..base.errors import K8sSAError
+from ..base.paths import cache_root
+from ..base.process import process_start_time
+from ..base.waiting import WaitTimeout, wait_until
+from ..components.node.host import Runner
 
 GUARDED_RANGE = "100.96.0.0/14"
 BRIDGE_IP = "100.96.0.1/24"

@@ -39,7 +39,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ..binaries import (
+from ..base.errors import BuildError
+from ..base.paths import cache_root
+from ..components.binaries import (
     ComponentSet,
     GoTool,
     Progress,
@@ -50,10 +52,8 @@ from ..binaries import (
     normalize_version,
     stderr_progress,
 )
-from ..errors import BuildError
-from ..node import aptsources, images
-from ..paths import cache_root
-from ..resources import PLACEHOLDER_IMAGE
+from ..components.node import aptsources, images
+from ..components.node.images import PLACEHOLDER_IMAGE
 
 FILES = Path(__file__).parent / "files"
 IMAGE_KEY_LABEL = "io.pytest-k8s-sa.node-image-key"
@@ -535,7 +535,7 @@ def _assemble(
 
 
 def _wait_containerd(docker: str, container: str, timeout: float = 60.0) -> None:
-    from ..waiting import WaitTimeout, wait_until
+    from ..base.waiting import WaitTimeout, wait_until
 
     def up() -> bool:
         argv = [docker, "exec", container, "ctr", "--namespace=k8s.io", "version"]

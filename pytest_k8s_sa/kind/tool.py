@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..binaries import ComponentSet, GoTool, Progress, build_component_set, stderr_progress
+from ..components.binaries import ComponentSet, GoTool, Progress, build_component_set, stderr_progress
 
 KIND_VERSION = "v0.33.0"
 """The kind release whose Go module the project builds (it knows kubeadm's v1beta4 config)."""

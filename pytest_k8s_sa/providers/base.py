@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import kubernetes
 
-from ..pki import CertificateAuthority
+from ..components.pki import CertificateAuthority
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,8 @@ class Capabilities:
     """What a cluster can do for the checks; checks that need more skip and say why."""
 
     holds_signing_key: bool = False
-    """The service-account signing key is readable here, so tokens can be minted (local only)."""
+    """The service-account signing key is readable here, so tokens can be minted (local and local-node
+    generate it; kind copies kubeadm's from its node; a ``kubeconfig`` cluster never has it)."""
     runs_pods: bool = False
     """Pods are scheduled and run by a real kubelet (kind, real clusters)."""
     controller_manager: bool = True
@@ -54,7 +55,7 @@ class NodeControl(Protocol):
         """Import an OCI or docker-archive tarball into the node's container runtime.
 
         Returns the image references the node holds from it (usable with ``imagePullPolicy:
-        IfNotPresent`` or ``Never``). Raises :class:`~pytest_k8s_sa.errors.K8sSAError` on a file that
+        IfNotPresent`` or ``Never``). Raises :class:`~pytest_k8s_sa.base.errors.K8sSAError` on a file that
         is not such an archive.
         """
 

@@ -1,6 +1,6 @@
 """The :class:`~pytest_k8s_sa.providers.base.KeyControl` of the providers that run kube-apiserver.
 
-The key set itself (files, which key signs, which verify) is :mod:`pytest_k8s_sa.signingkeys`; this
+The key set itself (files, which key signs, which verify) is :mod:`pytest_k8s_sa.components.signingkeys`; this
 module adds the step around it: change the files, restart the apiserver, under a lock.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ..signingkeys import KeySetState, SigningKeys
+from ..components.signingkeys import KeySetState, SigningKeys
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import yaml
 
-from ..binaries import DEFAULT_K8S_VERSION, stderr_progress
-from ..errors import ClusterUnreachableError, K8sSAError
-from ..pki import CertificateAuthority
+from ..base.errors import ClusterUnreachableError, K8sSAError
+from ..components.binaries import DEFAULT_K8S_VERSION, stderr_progress
+from ..components.pki import CertificateAuthority
 from .base import Capabilities, ClusterInfo
 from .kubeconfig import probe
 
@@ -219,14 +219,14 @@ class KindProvider:
 
     def read_projected_file(self, pod_uid: str, volume: str, path: str) -> str:
         """``cat`` in the node container (kind's kubelet keeps pods under ``/var/lib/kubelet``)."""
-        from ..node.node import PROJECTED_PLUGIN_DIR
+        from ..components.node.node import PROJECTED_PLUGIN_DIR
 
         file = posixpath.join("/var/lib/kubelet/pods", pod_uid, "volumes", PROJECTED_PLUGIN_DIR, volume, path)
         return self._docker("exec", self.node_container, "cat", file)
 
     def load_image_archive(self, path: Path) -> list[str]:
         """Import an OCI or docker-archive tarball into the node's containerd (``k8s.io`` namespace)."""
-        from ..node.containerd import archive_image_names, normalize_reference
+        from ..components.node.containerd import archive_image_names, normalize_reference
 
         wanted = {normalize_reference(name) for name in archive_image_names(Path(path))}
         docker = shutil.which("docker") or "docker"

@@ -12,7 +12,7 @@ from pathlib import Path
 import kubernetes
 import urllib3
 
-from ..errors import ClusterUnreachableError
+from ..base.errors import ClusterUnreachableError
 from .base import Capabilities, ClusterInfo
 
 

@@ -17,10 +17,10 @@ from typing import Any
 import requests
 from filelock import FileLock
 
-from ..binaries import DEFAULT_K8S_VERSION, find_binaries
-from ..controlplane import ControlPlane, restart_recorded_apiserver
-from ..process import forget, kill_group, process_start_time
-from ..signingkeys import SigningKeys
+from ..base.process import forget, kill_group, process_start_time
+from ..components.binaries import DEFAULT_K8S_VERSION, find_binaries
+from ..components.controlplane import ControlPlane, restart_recorded_apiserver
+from ..components.signingkeys import SigningKeys
 from .base import Capabilities, ClusterInfo
 from .keys import ApiServerKeyControl
 

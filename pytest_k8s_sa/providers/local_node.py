@@ -3,10 +3,10 @@
 What kind does, without Docker and without a registry: kube-scheduler, a kubelet, kube-proxy,
 containerd and CoreDNS built from Go modules, runc and the CNI plugins from Debian, locally built
 images, all in a network namespace that cannot reach anything off this machine (see
-:mod:`pytest_k8s_sa.node`). The manifests in ``fixtures/manifests`` run there as real pods, so the
+:mod:`pytest_k8s_sa.components.node`). The manifests in ``fixtures/manifests`` run there as real pods, so the
 kubelet projects and rotates their tokens for real.
 
-Linux and root only; :func:`pytest_k8s_sa.node.host.missing_prerequisites` says what is missing
+Linux and root only; :func:`pytest_k8s_sa.components.node.host.missing_prerequisites` says what is missing
 (and which ``apt-get install`` fixes it) elsewhere. One node per machine; not shared between
 pytest-xdist workers (run without ``-n``).
 """
@@ -17,16 +17,16 @@ import shutil
 import time
 from pathlib import Path
 
-from ..binaries import DEFAULT_K8S_VERSION, find_binaries, node_binaries
-from ..controlplane import ControlPlane, Scheduler
-from ..errors import K8sSAError
-from ..node.host import NodeError, missing_prerequisites
-from ..node.images import PYTHON_IMAGE
-from ..node.kubelet import NodeCertificates
-from ..node.network import CLUSTER_CIDR, HOST_IP, SERVICE_RANGE
-from ..node.node import LocalNode, remove_tree, state_dir, sweep
-from ..pki import CertificateAuthority
-from ..process import Process
+from ..base.errors import K8sSAError
+from ..base.process import Process
+from ..components.binaries import DEFAULT_K8S_VERSION, find_binaries, node_binaries
+from ..components.controlplane import ControlPlane, Scheduler
+from ..components.node.host import NodeError, missing_prerequisites
+from ..components.node.images import PYTHON_IMAGE
+from ..components.node.kubelet import NodeCertificates
+from ..components.node.network import CLUSTER_CIDR, HOST_IP, SERVICE_RANGE
+from ..components.node.node import LocalNode, remove_tree, state_dir, sweep
+from ..components.pki import CertificateAuthority
 from .base import Capabilities, ClusterInfo
 from .keys import ApiServerKeyControl
 
@@ -133,7 +133,7 @@ class LocalNodeProvider:
 
     @staticmethod
     def _component_kubeconfig(cp: ControlPlane, name: str, pair: tuple[Path, Path]) -> Path:
-        from ..node.kubelet import kubeconfig_for
+        from ..components.node.kubelet import kubeconfig_for
 
         return kubeconfig_for(cp.workdir / f"{name}.kubeconfig", cp.server, cp.certs.ca, pair)
 

@@ -1,4 +1,4 @@
-"""Every provider by name: how to build it from :class:`~pytest_k8s_sa.settings.Settings`.
+"""Every provider by name: how to build it from :class:`~pytest_k8s_sa.providers.settings.Settings`.
 
 The plugin (``--k8s-provider``), the ``k8s-sa up`` command and the benchmarks build providers
 here, so a new provider is one builder in :data:`PROVIDERS` (and one module in this package); the
@@ -13,10 +13,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..binaries import DEFAULT_K8S_VERSION
-from ..errors import K8sSAError
-from ..settings import Settings
+from ..base.errors import K8sSAError
+from ..components.binaries import DEFAULT_K8S_VERSION
 from .base import Provider
+from .settings import Settings
 
 ProviderBuilder = Callable[[Settings], Provider]
 

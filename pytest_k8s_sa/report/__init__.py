@@ -8,6 +8,6 @@
 * :mod:`.html`: one self-contained HTML file with filters and a timeline (``--conformance-html``);
 * :mod:`.timeline`: the inline SVG of when tokens were granted and refused.
 
-The pytest side (collecting checks, writing the files) is :mod:`pytest_k8s_sa.conformance`; nothing
+The pytest side (collecting checks, writing the files) is :mod:`pytest_k8s_sa.plugin.conformance`; nothing
 here imports pytest.
 """

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import K8sSAError
+from ..base.errors import K8sSAError
 
 FLAG = "--rerun-failed"
 

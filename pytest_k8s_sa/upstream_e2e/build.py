@@ -6,7 +6,7 @@ the control-plane wrapper) and ``e2e_test.go``, a small test package that blank-
 build times). kubectl (the specs ``kubectl exec`` into pods) and
 agnhost (the specs' test image) come from the same module, so every piece matches the cluster's
 version. Everything lands in ``<cache>/e2e/e2e-v<version>-<module digest>`` under a file lock, as
-the control-plane binaries do (:mod:`pytest_k8s_sa.binaries`).
+the control-plane binaries do (:mod:`pytest_k8s_sa.components.binaries`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ..binaries import (
+from ..base.errors import BuildError
+from ..base.paths import cache_root
+from ..components.binaries import (
     DEFAULT_K8S_VERSION,
     Progress,
     _executable,
@@ -34,8 +36,6 @@ from ..binaries import (
     publish_build,
     stderr_progress,
 )
-from ..errors import BuildError
-from ..paths import cache_root
 
 TAGS = "selinux,notest"
 """The control-plane build's tags, so the Go build cache it left is reused."""

@@ -1,7 +1,7 @@
 """``k8s-sa upstream-e2e``: build, start or attach to a cluster, load images, run, report.
 
 Every option is a flag with an environment variable, from the one option table
-(:data:`pytest_k8s_sa.options.OPTIONS`; the command has no ini file): the pytest plugin's
+(:data:`pytest_k8s_sa.plugin.options.OPTIONS`; the command has no ini file): the pytest plugin's
 ``K8S_SA_PROVIDER``, ``K8S_SA_KUBECONFIG``, ``K8S_SA_VERSION``, ``K8S_SA_BIN_DIR`` ... mean the same
 here, and a flag wins over its variable. Exit status: 0 when every selected spec passed (or was
 skipped / not applicable) and at least one ran, 1 when a spec failed, 2 on a usage or setup error.
@@ -21,11 +21,11 @@ from typing import Any
 
 import kubernetes
 
-from .. import options
-from ..binaries import DEFAULT_K8S_VERSION, stderr_progress
+from ..components.binaries import DEFAULT_K8S_VERSION, stderr_progress
+from ..plugin import options
 from ..providers.base import ClusterInfo, NodeControl, Provider
 from ..providers.registry import build_provider
-from ..settings import Settings
+from ..providers.settings import Settings
 from . import images
 from .build import E2EBinaries, find_e2e_binaries
 from .results import E2EResult, counts_line, summary_table, write_json, write_junit
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
             api_client = info.api_client()
             try:
                 before = e2e_namespaces(api_client)
-                options = RunOptions(
+                run_options = RunOptions(
                     focus=focus,
                     skip=skip,
                     report_dir=report_dir,
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
                         f"note: the cluster runs {server_version}, the e2e specs are v{binaries.version}'s "
                         "(pass --k8s-version to match if a pinned e2e module exists for it)"
                     )
-                result = run_specs(binaries, info, options, progress)
+                result = run_specs(binaries, info, run_options, progress)
                 result.server_version = server_version
                 leftovers = remove_leftover_namespaces(api_client, before, progress)
             finally:

@@ -27,9 +27,9 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from ..node import aptsources
-from ..node.host import CommandError, NodeError, Runner
-from ..node.images import DEBIAN_SUITE, ImageConfig, _cached, _file_key, write_oci_archive
+from ..components.node import aptsources
+from ..components.node.host import CommandError, NodeError, Runner
+from ..components.node.images import DEBIAN_SUITE, ImageConfig, _cached, _file_key, write_oci_archive
 
 LOCAL_REPO = "localhost/k8s-sa/e2e-test-images"
 """Where ``$KUBE_TEST_REPO_LIST`` points upstream's e2e image registry on clusters without one."""

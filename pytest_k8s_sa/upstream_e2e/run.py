@@ -22,7 +22,7 @@ from pathlib import Path
 
 import kubernetes
 
-from ..errors import K8sSAError
+from ..base.errors import K8sSAError
 from ..providers.base import ClusterInfo
 from .build import E2EBinaries
 from .results import FAILED, E2EResult, SpecResult, parse_junit

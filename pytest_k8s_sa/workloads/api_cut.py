@@ -6,9 +6,9 @@ reset, hang, or answer garbage. A callee that fails closed grants nothing while 
 recovers by itself when the cut forwards again.
 
 Why it lives in the standard-library-only workloads package: the same code serves both modes. In
-process mode the suite runs it in-process (``pytest_k8s_sa.flaky_api.FlakyApi`` wraps it, and the
-callee's ``${KUBECONFIG}`` names it as the server). In pod mode it runs as a pod (``python -m
-k8s_sa_workloads.api_cut``, code from the ``k8s-sa-workloads`` ConfigMap) behind a Service named
+process mode the suite runs it in-process (``pytest_k8s_sa.deploy.apicut.process_mode.FlakyApi``
+wraps it, and the callee's ``${KUBECONFIG}`` names it as the server). In pod mode it runs as a pod
+(``python -m k8s_sa_workloads.api_cut``, code from the ``k8s-sa-workloads`` ConfigMap) behind a Service named
 ``kubernetes`` in the callee's namespace, which the callee reaches as ``https://kubernetes:443``; the
 suite switches it through a port-forward to its control port.
 

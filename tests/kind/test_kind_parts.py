@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_k8s_sa.errors import K8sSAError
+from pytest_k8s_sa.base.errors import K8sSAError
+from pytest_k8s_sa.components.node.host import Runner
+from pytest_k8s_sa.components.node.network import RESERVED_RANGE
 from pytest_k8s_sa.kind import config, docker, nodeimage
-from pytest_k8s_sa.node.host import Runner
-from pytest_k8s_sa.node.network import RESERVED_RANGE
 
 PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", RESERVED_RANGE)]
 
@@ -163,7 +163,7 @@ def test_overlay_holds_what_kind_reads(tmp_path):
 @pytest.mark.parametrize(("owner", "adopted"), [("dead", True), ("none", False), ("alive", False)])
 def test_engine_of_a_killed_run_is_adopted(tmp_path, monkeypatch, owner, adopted):
     """A dockerd whose owner is gone is taken over (and stopped at the end); others are only used."""
-    from pytest_k8s_sa.process import process_start_time
+    from pytest_k8s_sa.base.process import process_start_time
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(docker, "engine_answers", lambda timeout=20.0: True)

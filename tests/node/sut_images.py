@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 import pytest_k8s_sa.workloads as workloads
-from pytest_k8s_sa.node.images import _DEFAULT_PATH, ImageConfig, python_image, write_oci_archive
+from pytest_k8s_sa.components.node.images import _DEFAULT_PATH, ImageConfig, python_image, write_oci_archive
 
 IMAGES = {
     "secret_store": "localhost/k8s-sa/reference-secret-store:sut",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_k8s_sa.node import aptsources, images
-from pytest_k8s_sa.node.host import NodeError
+from pytest_k8s_sa.components.node import aptsources, images
+from pytest_k8s_sa.components.node.host import NodeError
 
 ROOT = Path(__file__).resolve().parents[2]
 

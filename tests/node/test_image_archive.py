@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_k8s_sa.errors import K8sSAError
-from pytest_k8s_sa.node.containerd import archive_image_names, normalize_reference
+from pytest_k8s_sa.base.errors import K8sSAError
+from pytest_k8s_sa.components.node.containerd import archive_image_names, normalize_reference
 
 
 def _tar(path: Path, files: dict[str, bytes]) -> Path:

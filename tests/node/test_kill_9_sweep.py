@@ -4,9 +4,9 @@ A first pytest run (plain subprocess, ``--k8s-provider local-node``) starts the 
 manifests as real pods, then blocks; it is killed with SIGKILL, so nothing of its teardown runs.
 Its containers, mounts, network namespace, veth, iptables rules and routes must still be there
 (else this test checks nothing). A second run starts the node again; its conftest observes the
-machine right after that start's sweep (:func:`pytest_k8s_sa.node.node.sweep`, before anything new is
-created) with the same functions (``traces.py``), and every category must be empty then. The second
-run must pass, and once it ends nothing of either run is left.
+machine right after that start's sweep (:func:`pytest_k8s_sa.components.node.node.sweep`, before
+anything new is created) with the same functions (``traces.py``), and every category must be empty
+then. The second run must pass, and once it ends nothing of either run is left.
 
 Linux and root only, and the node lock must be free: one local node per machine.
 """
@@ -25,9 +25,9 @@ import pytest
 from filelock import FileLock, Timeout
 from host_commands import LOCAL_NODE
 
-from pytest_k8s_sa.node.host import missing_prerequisites
-from pytest_k8s_sa.node.node import state_dir
-from pytest_k8s_sa.waiting import wait_until
+from pytest_k8s_sa.base.waiting import wait_until
+from pytest_k8s_sa.components.node.host import missing_prerequisites
+from pytest_k8s_sa.components.node.node import state_dir
 
 from . import traces
 
@@ -37,18 +37,18 @@ CATEGORIES = ("containers", "mounts", "netns", "links", "rules", "routes")
 FIRST_RUN = """
 import os, pathlib
 from pytest_k8s_sa.deploy import deploy_manifests
-from pytest_k8s_sa.waiting import wait_until
+from pytest_k8s_sa.base.waiting import wait_until
 
 def test_up_then_block(k8s_cluster, k8s_names, tmp_path):
     with deploy_manifests(k8s_cluster, k8s_names, tmp_path) as deployment:
-        assert deployment.api.get("/").status_code == 200
+        assert deployment.caller.get("/").status_code == 200
         pathlib.Path(os.environ["K8S_SA_TEST_UP"]).write_text("up")
         wait_until(lambda: False, 1800, "blocking until the outer test kills this run")
 """
 
 SECOND_RUN_CONFTEST = """
 import importlib.util, json, os, pathlib
-from pytest_k8s_sa.node import node
+from pytest_k8s_sa.components.node import node
 
 _spec = importlib.util.spec_from_file_location("traces", os.environ["K8S_SA_TRACES"])
 traces = importlib.util.module_from_spec(_spec)

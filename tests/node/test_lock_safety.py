@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_k8s_sa.node import node as node_module
-from pytest_k8s_sa.node.host import NodeError, Runner
-from pytest_k8s_sa.node.node import LocalNode, state_dir
+from pytest_k8s_sa.components.node import node as node_module
+from pytest_k8s_sa.components.node.host import NodeError, Runner
+from pytest_k8s_sa.components.node.node import LocalNode, state_dir
 
 _HOLD = """
 import sys

@@ -14,10 +14,10 @@ import socket
 import pytest
 from filelock import FileLock, Timeout
 
-from pytest_k8s_sa.node import network
-from pytest_k8s_sa.node.host import NodeError, Runner
-from pytest_k8s_sa.node.network import NodeNetwork
-from pytest_k8s_sa.node.node import state_dir
+from pytest_k8s_sa.components.node import network
+from pytest_k8s_sa.components.node.host import NodeError, Runner
+from pytest_k8s_sa.components.node.network import NodeNetwork
+from pytest_k8s_sa.components.node.node import state_dir
 
 
 def _first(history: list[list[str]], predicate) -> int:

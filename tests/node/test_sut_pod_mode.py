@@ -9,7 +9,7 @@ provider) and waits for the machine's node lock if another run holds it. Each in
 subprocess (kubernetes client) that starts its own node.
 
 The fail-closed checks SEC-011..013 run in pod mode too: the callee's in-cluster API address is
-re-pointed at an api-cut pod (``pytest_k8s_sa/deploy/api_cut.py``). That they can fail there is shown
+re-pointed at an api-cut pod (``pytest_k8s_sa/deploy/apicut/pod_mode.py``). That they can fail there is shown
 with the process-mode mutants packed as the callee image (``sut_images.build(..., mutant)``): the
 same ``store.py`` that fails them in process mode must fail SEC-011 as a pod.
 """

@@ -10,10 +10,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from pytest_k8s_sa.node.kubelet import CGROUP_ROOT
-from pytest_k8s_sa.node.network import GUARD_CHAIN, HOST_VETH, NETNS_PATH
-from pytest_k8s_sa.node.node import state_dir
-from pytest_k8s_sa.paths import cache_root
+from pytest_k8s_sa.base.paths import cache_root
+from pytest_k8s_sa.components.node.kubelet import CGROUP_ROOT
+from pytest_k8s_sa.components.node.network import GUARD_CHAIN, HOST_VETH, NETNS_PATH
+from pytest_k8s_sa.components.node.node import state_dir
 
 NODE_RANGES = ("198.18.", "198.19.")  # 198.18.0.0/15: every address the node uses
 SHIM = "containerd-shim-runc-v2"

@@ -1,6 +1,6 @@
 """Support for the security gates: extra secret-store processes, raw HTTP, a controllable API proxy, load.
 
-Store processes and the load generator live in :mod:`pytest_k8s_sa.loadgen` (benchmarks use them
+Store processes and the load generator live in :mod:`pytest_k8s_sa.deploy.loadgen` (benchmarks use them
 too) and are re-exported here; this module depends on the library and the standard library only.
 """
 
@@ -12,22 +12,10 @@ from pathlib import Path
 
 import requests
 
+from pytest_k8s_sa.base.waiting import wait_until
 from pytest_k8s_sa.deploy import start_secret_store_process  # noqa: F401
-from pytest_k8s_sa.flaky_api import FlakyApi, http_response, make_test_ca, running_proxy  # noqa: F401
-from pytest_k8s_sa.loadgen import (  # noqa: F401 - re-exported for the security tests
-    MALFORMED_SAMPLES,
-    LoadResult,
-    Mix,
-    StoreHandle,
-    forger,
-    rss_bytes,
-    run_load,
-    standard_mix,
-    store_beside,
-    store_stats,
-)
-from pytest_k8s_sa.rawhttp import RawAnswer, raw_request  # noqa: F401
-from pytest_k8s_sa.waiting import wait_until
+from pytest_k8s_sa.deploy.apicut.process_mode import FlakyApi, http_response, make_test_ca, running_proxy  # noqa: F401
+from pytest_k8s_sa.sut.rawhttp import RawAnswer, raw_request  # noqa: F401
 
 # --- extra secret-store processes --------------------------------------------------------------
 

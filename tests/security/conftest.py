@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.cluster import Cluster
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.cluster import Cluster
+from pytest_k8s_sa.cluster.tokens import Token, request_token
+from pytest_k8s_sa.cluster.types import Names, ServiceAccountRef
 from pytest_k8s_sa.deploy import Deployment, deploy_processes
-from pytest_k8s_sa.tokens import Token, request_token
-from pytest_k8s_sa.types import Names, ServiceAccountRef
 
 AUDIENCE = "secret-store"
 
@@ -37,13 +37,13 @@ def sa_ref(cluster: Cluster, namespace: str, name: str) -> ServiceAccountRef:
 @pytest.fixture(scope="session")
 def api_sa(k8s_cluster: Cluster, deployment: Deployment) -> ServiceAccountRef:
     """The API service's service account: the only one on the secret store's allow-list."""
-    return sa_ref(k8s_cluster, deployment.api.namespace, deployment.api.service_account)
+    return sa_ref(k8s_cluster, deployment.caller.namespace, deployment.caller.service_account)
 
 
 @pytest.fixture(scope="session")
 def data_store_sa(k8s_cluster: Cluster, deployment: Deployment) -> ServiceAccountRef:
     """The data store's service account: real and reviewable, but not on the allow-list."""
-    return sa_ref(k8s_cluster, deployment.data_store.namespace, deployment.data_store.service_account)
+    return sa_ref(k8s_cluster, deployment.intruder.namespace, deployment.intruder.service_account)
 
 
 @pytest.fixture(scope="session")

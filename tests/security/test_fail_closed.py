@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.tokens import BoundObject
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.tokens import BoundObject
 
 from ._support import (
     FlakyApi,
@@ -162,7 +162,7 @@ def test_unusable_api_gives_503_within_the_timeout_then_recovers(mode, forwardin
 def test_garbage_from_the_api_gives_503_then_recovers(
     answer, forwarding, proxied_store, api_token, deployment
 ):
-    body = garbage_answers(deployment.api.username)[answer]
+    body = garbage_answers(deployment.caller.username)[answer]
     forwarding.set_mode("http", body)
     assert_fails_closed_then_recovers(proxied_store, api_token.raw, requests_=2)
     recovered(proxied_store, forwarding, api_token.raw)
@@ -210,7 +210,7 @@ def test_store_without_auth_delegator_gives_503_then_recovers_when_granted(
                 namespace=namespace,
                 service_account="store",
                 pod=BoundObject("Pod", pod.metadata.name, pod.metadata.uid),
-                allowed=f"{deployment.api.namespace}:{deployment.api.service_account}",
+                allowed=f"{deployment.caller.namespace}:{deployment.caller.service_account}",
                 env={"REVIEW_TIMEOUT_SECONDS": str(REVIEW_TIMEOUT), "CACHE_TTL_SECONDS": "0"},
             )
         )

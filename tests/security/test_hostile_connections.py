@@ -1,7 +1,7 @@
 """Hostile connections against the real secret store: memory stays bounded, a valid caller is still served.
 
 A fresh secret-store process (``deploy.start_secret_store_process``, reviewing tokens with the real
-kube-apiserver of the local provider) gets, for ``SECONDS``, the load of ``pytest_k8s_sa.hostile``:
+kube-apiserver of the local provider) gets, for ``SECONDS``, the load of ``pytest_k8s_sa.sut.hostile``:
 
 * 8 connections each sending 99 header lines of 1 MB and never ending the header block (the issue's
   measurement: this took the store from 23 MB to 808 MB RSS before the limits),
@@ -34,8 +34,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_k8s_sa import hostile
-from pytest_k8s_sa.waiting import wait_until
+from pytest_k8s_sa.base.waiting import wait_until
+from pytest_k8s_sa.sut import hostile
 
 from ._support import LogWatch, StoreHandle, healthy, leaked, store_beside
 

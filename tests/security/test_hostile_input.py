@@ -42,9 +42,9 @@ from filelock import FileLock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_k8s_sa import resources
-from pytest_k8s_sa.fixtures import ServiceAccountRef
-from pytest_k8s_sa.tokens import BoundObject, key_id, mint_token, request_token
+from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.cluster.tokens import BoundObject, key_id, mint_token, request_token
+from pytest_k8s_sa.plugin.fixtures import ServiceAccountRef
 
 from ._support import LogWatch, client_id, healthy, leaked, raw_request
 
@@ -154,7 +154,7 @@ class Harness:
 
 @pytest.fixture(scope="module")
 def harness(deployment: Any) -> Harness:
-    store = deployment.secret_store
+    store = deployment.callee
     assert store.process is not None
     return Harness(store.url, store.process, store.process.log_path)
 
@@ -224,7 +224,7 @@ def signing_key(k8s_cluster: Any) -> Path:
     if cluster.signing_key is None or not cluster.capabilities.holds_signing_key:
         pytest.skip(
             f"the hostile-input corpus signs tokens with the cluster's key, which the {cluster.provider} "
-            "provider does not expose (run it on the local provider)"
+            "provider does not hold (local, local-node and kind do)"
         )
     return Path(cluster.signing_key)
 
@@ -667,9 +667,9 @@ def test_the_store_grants_the_api_token(deployment, api_token, harness):
 
     Without this, a store that refused everything would pass the corpus.
     """
-    answer = raw_request(deployment.secret_store.url, [client_id(api_token.raw)])
+    answer = raw_request(deployment.callee.url, [client_id(api_token.raw)])
     assert answer.status == 200
-    assert api_token.raw not in deployment.secret_store.process.log_path.read_text()
+    assert api_token.raw not in deployment.callee.process.log_path.read_text()
 
 
 def test_fixed_corpus(

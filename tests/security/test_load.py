@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from pytest_k8s_sa.tokens import key_id, request_token
+from pytest_k8s_sa.cluster.tokens import key_id, request_token
 
 from ._support import StoreHandle, forger, run_load, standard_mix, store_beside
 

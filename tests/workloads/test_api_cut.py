@@ -1,10 +1,11 @@
 """The API cut as it runs in a pod: ``python -E -S -m k8s_sa_workloads.api_cut``, switched over HTTP.
 
-Pod mode cuts a callee off its Kubernetes API with this program (see ``pytest_k8s_sa/deploy/api_cut.py``);
-here it runs as the pod would run it (standard library only, package ``k8s_sa_workloads`` under the
-cwd) in front of a loopback echo server that stands in for the apiserver: bytes pass and are counted
-in ``forward``, ``down`` refuses connections and ``forward`` takes them again, a TLS-terminating
-mode without a certificate is refused (409), SIGTERM stops it with exit 0.
+Pod mode cuts a callee off its Kubernetes API with this program (see
+``pytest_k8s_sa/deploy/apicut/pod_mode.py``); here it runs as the pod would run it (standard library
+only, package ``k8s_sa_workloads`` under the cwd) in front of a loopback echo server that stands in
+for the apiserver: bytes pass and are counted in ``forward``, ``down`` refuses connections and
+``forward`` takes them again, a TLS-terminating mode without a certificate is refused (409), SIGTERM
+stops it with exit 0.
 """
 
 import base64

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_k8s_sa import hostile
+from pytest_k8s_sa.sut import hostile
 from pytest_k8s_sa.workloads import api, data_store, secret_store
 from pytest_k8s_sa.workloads.envconfig import ConfigError
 from pytest_k8s_sa.workloads.httpserver import LimitLog, Limits

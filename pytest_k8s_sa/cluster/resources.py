@@ -1,0 +1,209 @@
+"""Creating and cleaning up the Kubernetes objects the fixtures and the suite need.
+
+Everything created carries the labels of :func:`run_labels`, so a run can find (and only ever
+delete) what it made itself, even on a shared cluster reached through ``--kubeconfig``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterable
+
+import kubernetes
+from kubernetes.client import ApiException
+
+from ..base.waiting import wait_until
+from ..components.node.images import PLACEHOLDER_IMAGE
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "pytest-k8s-sa"
+RUN_LABEL = "pytest-k8s-sa/run"
+WORKER_LABEL = "pytest-k8s-sa/worker"
+KEPT_LABEL = "pytest-k8s-sa/kept"
+LEGACY_TOKEN_TYPE = "kubernetes.io/service-account-token"  # noqa: S105 - a Secret type, not a secret
+
+
+def worker_id() -> str:
+    """The pytest-xdist worker (``gw0``, ...) or ``main``: objects are cleaned up per worker."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def run_labels(run_id: str) -> dict[str, str]:
+    return {MANAGED_BY_LABEL: MANAGED_BY, RUN_LABEL: run_id, WORKER_LABEL: worker_id()}
+
+
+def _ignore_404(call: object, *args: object, **kwargs: object) -> None:
+    try:
+        call(*args, **kwargs)  # type: ignore[operator]
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def core(api_client: kubernetes.client.ApiClient) -> kubernetes.client.CoreV1Api:
+    return kubernetes.client.CoreV1Api(api_client)
+
+
+def create_namespace(
+    api_client: kubernetes.client.ApiClient, name: str, labels: dict[str, str]
+) -> kubernetes.client.V1Namespace:
+    body = kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name, labels=labels))
+    return core(api_client).create_namespace(body)
+
+
+def keep_namespace(api_client: kubernetes.client.ApiClient, name: str) -> None:
+    """Mark a namespace as kept for inspection: no longer the run's, so no cleanup deletes it."""
+    patch = {"metadata": {"labels": {RUN_LABEL: None, WORKER_LABEL: None, KEPT_LABEL: "true"}}}
+    core(api_client).patch_namespace(name, patch)
+
+
+def delete_namespace(api_client: kubernetes.client.ApiClient, name: str) -> None:
+    _ignore_404(core(api_client).delete_namespace, name, propagation_policy="Background")
+
+
+def wait_namespaces_gone(
+    api_client: kubernetes.client.ApiClient, names: Iterable[str], timeout: float
+) -> None:
+    pending = set(names)
+
+    def gone() -> bool:
+        for name in list(pending):
+            try:
+                core(api_client).read_namespace(name)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                pending.discard(name)
+        return not pending
+
+    wait_until(gone, timeout, f"namespaces still terminating: {sorted(pending)}")
+
+
+def create_service_account(
+    api_client: kubernetes.client.ApiClient, namespace: str, name: str, labels: dict[str, str] | None = None
+) -> kubernetes.client.V1ServiceAccount:
+    body = kubernetes.client.V1ServiceAccount(
+        metadata=kubernetes.client.V1ObjectMeta(name=name, labels=labels)
+    )
+    return core(api_client).create_namespaced_service_account(namespace, body)
+
+
+def create_placeholder_pod(
+    api_client: kubernetes.client.ApiClient,
+    namespace: str,
+    name: str,
+    service_account: str,
+    *,
+    labels: dict[str, str] | None = None,
+    image: str = PLACEHOLDER_IMAGE,
+) -> kubernetes.client.V1Pod:
+    """A Pod that exists (and runs, where a kubelet is) so tokens can be bound to it."""
+    body = kubernetes.client.V1Pod(
+        metadata=kubernetes.client.V1ObjectMeta(name=name, labels=labels),
+        spec=kubernetes.client.V1PodSpec(
+            service_account_name=service_account,
+            automount_service_account_token=False,
+            containers=[
+                kubernetes.client.V1Container(name="main", image=image, image_pull_policy="IfNotPresent")
+            ],
+        ),
+    )
+    return core(api_client).create_namespaced_pod(namespace, body)
+
+
+def delete_pod(
+    api_client: kubernetes.client.ApiClient, namespace: str, name: str, *, wait: float = 60.0
+) -> None:
+    """Delete a pod at once (grace 0) and wait until the object is gone."""
+    _ignore_404(core(api_client).delete_namespaced_pod, name, namespace, grace_period_seconds=0)
+
+    def gone() -> bool:
+        try:
+            core(api_client).read_namespaced_pod(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        return False
+
+    wait_until(gone, wait, f"pod {namespace}/{name} still exists")
+
+
+def create_legacy_token_secret(
+    api_client: kubernetes.client.ApiClient, namespace: str, service_account: str, name: str
+) -> kubernetes.client.V1Secret:
+    body = kubernetes.client.V1Secret(
+        metadata=kubernetes.client.V1ObjectMeta(
+            name=name, annotations={"kubernetes.io/service-account.name": service_account}
+        ),
+        type=LEGACY_TOKEN_TYPE,
+    )
+    return core(api_client).create_namespaced_secret(namespace, body)
+
+
+def wait_legacy_token(
+    api_client: kubernetes.client.ApiClient, namespace: str, name: str, timeout: float = 30.0
+) -> str:
+    """Wait until the tokens controller has filled the Secret; return the decoded token."""
+    found: dict[str, str] = {}
+
+    def filled() -> bool:
+        data = core(api_client).read_namespaced_secret(name, namespace).data or {}
+        if data.get("token"):
+            found["token"] = base64.b64decode(data["token"]).decode()
+        return bool(found)
+
+    wait_until(
+        filled,
+        timeout,
+        f"Secret {namespace}/{name} was not filled with a token; is kube-controller-manager running with "
+        "--service-account-private-key-file (the tokens controller)?",
+    )
+    return found["token"]
+
+
+def grant_auth_delegator(
+    api_client: kubernetes.client.ApiClient,
+    binding_name: str,
+    namespace: str,
+    service_account: str,
+    labels: dict[str, str],
+) -> None:
+    """Bind ``system:auth-delegator`` (create tokenreviews) to a service account."""
+    body = kubernetes.client.V1ClusterRoleBinding(
+        metadata=kubernetes.client.V1ObjectMeta(name=binding_name, labels=labels),
+        role_ref=kubernetes.client.V1RoleRef(
+            api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="system:auth-delegator"
+        ),
+        subjects=[
+            kubernetes.client.RbacV1Subject(kind="ServiceAccount", name=service_account, namespace=namespace)
+        ],
+    )
+    kubernetes.client.RbacAuthorizationV1Api(api_client).create_cluster_role_binding(body)
+
+
+def delete_cluster_role_binding(api_client: kubernetes.client.ApiClient, name: str) -> None:
+    _ignore_404(kubernetes.client.RbacAuthorizationV1Api(api_client).delete_cluster_role_binding, name)
+
+
+def delete_run_objects(
+    api_client: kubernetes.client.ApiClient, run_id: str, *, wait: float = 0.0
+) -> list[str]:
+    """Delete the namespaces and ClusterRoleBindings this run (and this xdist worker) created.
+
+    Other workers of the same run may still be using theirs, so the selector names the worker too.
+    """
+    selector = f"{RUN_LABEL}={run_id},{WORKER_LABEL}={worker_id()}"
+    deleted: list[str] = []
+    rbac = kubernetes.client.RbacAuthorizationV1Api(api_client)
+    for crb in rbac.list_cluster_role_binding(label_selector=selector).items:
+        delete_cluster_role_binding(api_client, crb.metadata.name)
+        deleted.append(f"clusterrolebinding/{crb.metadata.name}")
+    names = [ns.metadata.name for ns in core(api_client).list_namespace(label_selector=selector).items]
+    for name in names:
+        delete_namespace(api_client, name)
+        deleted.append(f"namespace/{name}")
+    if wait and names:
+        wait_namespaces_gone(api_client, names, wait)
+    return deleted
