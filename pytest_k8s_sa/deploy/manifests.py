@@ -202,64 +202,6 @@ def _apply(
     return deployment
 
 
-def start_secret_store_pod(
-    cluster: Cluster,
-    *,
-    namespace: str,
-    service_account: str,
-    allowed: str,
-    audience: str = AUDIENCE,
-    image: str | None = None,
-) -> tuple[Workload, Callable[[], None]]:
-    """One more secret store as a real pod in ``namespace``, rendered from ``30-secret-store.yaml``.
-
-    ``namespace`` must hold the workload code (the ``k8s-sa-workloads`` ConfigMap), as the deployed
-    secret store's namespace does. Returns the workload and a function that deletes the pod.
-    """
-    api_client = cluster.api_client
-    name = f"secret-store-{service_account}"[:63].rstrip("-")
-    values = {
-        "SECRET_STORE_NAMESPACE": namespace,
-        "API_NAMESPACE": namespace,  # replaced by ``allowed`` below
-        "IMAGE": workload_image(cluster, image),
-        "AUDIENCE": audience,
-    }
-    docs = render_manifest(manifests_dir() / SECRET_STORE_MANIFEST, values)
-    template = next(doc for doc in docs if doc["kind"] == "Deployment")["spec"]["template"]
-    spec = template["spec"]
-    spec["serviceAccountName"] = service_account
-    for container in spec["containers"]:
-        for variable in container.get("env", []):
-            if variable["name"] == "ALLOWED_SERVICE_ACCOUNTS":
-                variable["value"] = allowed
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
-        "spec": spec,
-    }
-    stream_client = cluster.info.api_client()
-    with Cleanups() as stack:
-        stack.defer(stream_client.close)
-        kubernetes.utils.create_from_dict(api_client, doc)
-        stack.defer(resources.delete_pod, api_client, namespace, name)
-        pod = wait_for_rollout(api_client, [(namespace, name)], timeout=120)[name]
-        port = int(spec["containers"][0]["ports"][0]["containerPort"])
-        forward = PortForward(stream_client, namespace, name, port)
-        stack.defer(forward.close)
-        stop = stack.pop_all().close
-    workload = Workload(
-        name,
-        namespace,
-        service_account,
-        forward.url,
-        BoundObject("Pod", name, pod.metadata.uid),
-        read_token=file_reader(stream_client, namespace, name, _TOKEN_PATHS["secret-store"]),
-        read_logs=log_reader(api_client, namespace, name),
-    )
-    return workload, stop
-
-
 def _first_authenticated_call(deployment: Deployment, timeout: float) -> bool:
     def granted() -> bool:
         return deployment.caller.get("/", timeout=5).status_code == 200

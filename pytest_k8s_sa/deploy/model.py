@@ -67,7 +67,6 @@ class Deployment:
     fidelity: str
     audience: str = AUDIENCE
     api_token_refresh_seconds: float = API_TOKEN_REFRESH_SECONDS
-    _cleanups: list[Callable[[], None]] = field(default_factory=list, repr=False)
     rotate_on_demand: Callable[[], Token] | None = field(default=None, repr=False)
     """Real pods: a way to make the real kubelet replace the API token file now, where one exists."""
     rotation_trigger: str = "emulated kubelet refresh"
