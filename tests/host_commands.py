@@ -27,6 +27,7 @@ PACKAGES = {
     "docker": "docker.io",
     "dockerd": "docker.io",
     "cni": "containernetworking-plugins",
+    "chromium": "chromium",
 }
 """Command -> the Debian package that provides it. ``cni`` stands for the CNI plugins, which are
 files in :data:`~pytest_k8s_sa.components.node.host.CNI_BIN_DIR`, not commands on ``PATH``."""
