@@ -135,7 +135,7 @@ def test_missing_kubeconfig_file_fails_with_a_clear_message(pytester, tmp_path):
 
 
 def test_unreachable_cluster_fails_with_a_clear_message(pytester, tmp_path):
-    from pytest_k8s_sa.components.controlplane import write_kubeconfig
+    from pytest_k8s_sa.base.kubeconfig import write_kubeconfig
     from pytest_k8s_sa.components.pki import CertificateAuthority
 
     ca = tmp_path / "ca.crt"
