@@ -94,7 +94,7 @@ def test_pinned_wrapper_module_ships_with_the_package():
 
 
 def _pinned_versions():
-    root = Path(binaries.__file__).parent / "gobuild"
+    root = Path(binaries.__file__).parents[1] / "gobuild"
     named = (re.fullmatch(r"(?:node-)?v(1\.\d+\.\d+)", d.name) for d in root.iterdir())
     return sorted({match[1] for match in named if match})
 
@@ -104,7 +104,7 @@ def test_every_pinned_module_builds_the_version_it_is_named_after(version):
     """A pinned wrapper (control plane, and node when present) requires exactly its kubernetes
     version, replaces every staging module with the matching v0.MINOR.PATCH and lists its tools."""
     minor, patch = version.split(".")[1:]
-    root = Path(binaries.__file__).parent / "gobuild"
+    root = Path(binaries.__file__).parents[1] / "gobuild"
     control = root / f"v{version}"
     assert (control / "go.mod").is_file()
     assert (control / "go.sum").is_file()

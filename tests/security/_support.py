@@ -15,6 +15,18 @@ import requests
 from pytest_k8s_sa.base.waiting import wait_until
 from pytest_k8s_sa.deploy import start_secret_store_process  # noqa: F401
 from pytest_k8s_sa.deploy.apicut.process_mode import FlakyApi, http_response, make_test_ca, running_proxy  # noqa: F401
+from pytest_k8s_sa.deploy.loadgen import (  # noqa: F401 - re-exported for the security tests
+    MALFORMED_SAMPLES,
+    LoadResult,
+    Mix,
+    StoreHandle,
+    forger,
+    rss_bytes,
+    run_load,
+    standard_mix,
+    store_beside,
+    store_stats,
+)
 from pytest_k8s_sa.sut.rawhttp import RawAnswer, raw_request  # noqa: F401
 
 # --- extra secret-store processes --------------------------------------------------------------
