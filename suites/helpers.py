@@ -118,6 +118,15 @@ def wait_for_grant(cluster: Cluster, run: SutRun, timeout: float, what: str) -> 
     return round(time.monotonic() - started, 2)
 
 
+def recovered_after(cluster: Cluster, run: SutRun, timeout: float, what: str) -> float | None:
+    """:func:`wait_for_grant` after the cut is lifted, as evidence: ``None`` when the callee did not
+    recover within ``timeout`` (the checks that judge recovery read it; the others record it)."""
+    try:
+        return wait_for_grant(cluster, run, timeout, what)
+    except Exception:
+        return None
+
+
 def may_review(cluster: Cluster, workload: Workload) -> bool:
     """Whether ``workload``'s service account may create TokenReviews now (a SubjectAccessReview)."""
     namespace, name = workload.namespace, workload.service_account

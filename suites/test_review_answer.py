@@ -23,7 +23,14 @@ from typing import Any
 
 import pytest
 
-from .helpers import CALLEE_EXCLUSIVE, allowed_token, granted, sa_ref, status_of, wait_for_grant
+from .helpers import (
+    CALLEE_EXCLUSIVE,
+    allowed_token,
+    granted,
+    recovered_after,
+    sa_ref,
+    status_of,
+)
 
 RECOVERY_SECONDS = 60.0
 
@@ -83,12 +90,9 @@ def lying_reviews(k8s_cluster, sut_run):
                 seconds = round(time.monotonic() - started, 2)
                 delivered = proxy.reviews_answered() - answered
                 proxy.set_mode("forward")
-                try:
-                    recovered = wait_for_grant(
-                        k8s_cluster, sut_run, RECOVERY_SECONDS, f"no recovery after {name}"
-                    )
-                except Exception:
-                    recovered = None
+                recovered = recovered_after(
+                    k8s_cluster, sut_run, RECOVERY_SECONDS, f"no recovery after {name}"
+                )
                 cases[name] = {
                     "status": verdict,
                     "answered_after_seconds": seconds,

@@ -23,10 +23,10 @@ from .helpers import (
     allowed_token,
     granted,
     intruder_token,
+    recovered_after,
     refused,
     sa_ref,
     status_of,
-    wait_for_grant,
 )
 
 MIB = 1024 * 1024
@@ -279,12 +279,9 @@ def outages(k8s_cluster, sut_run):
                 status = status_of(sut_run, allowed_token(k8s_cluster, sut_run), timeout=ask_seconds)
                 answered = round(time.monotonic() - started, 2)
                 proxy.set_mode("forward")
-                try:
-                    recovered = wait_for_grant(
-                        k8s_cluster, sut_run, RECOVERY_SECONDS, f"no recovery after {name}"
-                    )
-                except Exception:
-                    recovered = None
+                recovered = recovered_after(
+                    k8s_cluster, sut_run, RECOVERY_SECONDS, f"no recovery after {name}"
+                )
                 played[name] = {
                     "cut_at": round(cut_at, 3),
                     "status": status,
