@@ -74,7 +74,7 @@ REPORT_SCHEMA = {
     "strict": "bool: should-level failures fail the run (--conformance-strict)",
     "tool": "{name, version}: this package",
     "mode": "str|null: process | pod (how the SUT ran)",
-    "verification": "str: tokenreview",
+    "verification": "str: tokenreview | jwks (the SUT file's callee.verification)",
     "result": "str: conformant | conformant-with-findings | not-conformant",
     "result_reasons": "list[str]: why that result",
     "selection": "{checks, level}|null: what --conformance-checks / --conformance-level chose",
@@ -236,6 +236,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     mode = run_mode(item.config)
     if entry is not None and not entry.applies_to(mode):
         not_applicable(f"{entry.id} applies in {', '.join(entry.modes)} mode, this run is in {mode} mode")
+    sut = item.config.stash.get(SUT_KEY, None)
+    verification = sut.callee.verification if sut is not None else None
+    if entry is not None and verification is not None and verification not in entry.verification:
+        not_applicable(
+            f"{entry.id} judges callees that verify by {' or '.join(entry.verification)}; this callee "
+            f"declares verification: {verification}"
+        )
 
 
 @pytest.fixture
@@ -463,7 +470,7 @@ class Reporter:
             "sut_digest": sut.digest if sut else None,
             "sut_file": str(sut.path) if sut and sut.path else None,
             "mode": context.get("mode"),
-            "verification": "tokenreview",
+            "verification": sut.callee.verification if sut else "tokenreview",
             "profile": profile_of(self.config),
             "strict": strict,
             "selection": selection,
