@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -165,3 +166,22 @@ def test_a_duplicate_id_is_refused():
     doubled = GOOD + GOOD.split("checks:\n", 1)[1]
     with pytest.raises(CatalogueError, match="X-001 appears twice"):
         parse(doubled)
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """``k8s-sa checks | head``: the reader is gone when the catalogue is written; no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader left before the first byte: every write fails with EPIPE
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest_k8s_sa.cli", "checks", "--format", "markdown"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    stderr = proc.stderr.decode()
+    assert "Traceback" not in stderr, stderr
+    assert proc.returncode == 141
