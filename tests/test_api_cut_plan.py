@@ -13,6 +13,7 @@ import datetime as dt
 from types import SimpleNamespace
 from typing import Any
 
+import kubernetes
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -40,7 +41,7 @@ def _cluster(ca: CertificateAuthority | None) -> Any:
 
 @pytest.fixture(autouse=True)
 def _no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api_cut.kubernetes.client, "CoreV1Api", _FakeCore)
+    monkeypatch.setattr(kubernetes.client, "CoreV1Api", _FakeCore)
     monkeypatch.delenv("K8S_SA_WORKLOAD_IMAGE", raising=False)
 
 

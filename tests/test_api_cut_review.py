@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from pytest_k8s_sa.workloads.api_cut import MODES, TLS_MODES, review_answer
 
@@ -10,7 +11,7 @@ REVIEWS = b"/apis/authentication.k8s.io/v1/tokenreviews"
 STATUS = json.dumps({"authenticated": True, "user": {"username": "system:serviceaccount:a:b"}}).encode()
 
 
-def _split(answer: bytes) -> tuple[bytes, dict]:
+def _split(answer: bytes) -> tuple[bytes, dict[str, Any]]:
     head, _, body = answer.partition(b"\r\n\r\n")
     return head.split(b"\r\n", 1)[0], json.loads(body)
 
