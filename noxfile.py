@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
@@ -110,23 +111,32 @@ def upstream_e2e(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def conformance_go_example(session: nox.Session) -> None:
-    """The conformance suite (fast) against examples/go-secret-store as a real pod on local-node.
+    """The conformance suite (fast) against examples/go-secret-store as a real pod on local-node, in
+    both verification modes: sut.yaml (TokenReview) and sut-jwks.yaml (offline, against the cluster's
+    key set; reports/go-example-jwks.json).
 
     Runs the Go store's unit tests, then builds it (a static binary and a one-layer OCI archive);
-    the SUT file loads the archive into the node. Exits non-zero if any `must` check fails. Linux and
+    the SUT files load the archive into the node. Exits non-zero if any `must` check fails. Linux and
     root, as conformance_node.
     """
     _install(session)
     session.run("go", "-C", "examples/go-secret-store", "test", "./...", external=True)
     session.run("python", "examples/go-secret-store/build.py")
-    _conformance(
-        session,
-        "go-example",
-        "--k8s-provider",
-        "local-node",
-        "--sut",
-        "examples/go-secret-store/sut.yaml",
-    )
+    failed = []
+    for report, sut in (("go-example", "sut.yaml"), ("go-example-jwks", "sut-jwks.yaml")):
+        try:  # both modes run even when the first fails
+            _conformance(
+                session,
+                report,
+                "--k8s-provider",
+                "local-node",
+                "--sut",
+                f"examples/go-secret-store/{sut}",
+            )
+        except CommandFailed:
+            failed.append(sut)
+    if failed:
+        session.error(f"not conformant: {', '.join(failed)}")
 
 
 MYPY_TESTS_FLAGS = (
