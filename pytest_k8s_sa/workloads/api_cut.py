@@ -303,18 +303,25 @@ class ApiCut:
 def review_answer(head: bytes, body: bytes, status: bytes) -> "bytes | None":
     """The cut's own answer to a TokenReview request (``status``: a JSON object), or None for any
     other request. The requested audiences are echoed in ``spec``; the token never is (no token in
-    an answer, a log or a report)."""
+    an answer, a log or a report).
+
+    The request may be JSON or Kubernetes protobuf (client-go's typed clients send built-in kinds as
+    ``application/vnd.kubernetes.protobuf`` and accept JSON back): either way the answer is JSON,
+    which every client decodes by the answer's Content-Type."""
     request_line = head.split(b"\r\n", 1)[0].split()
     if len(request_line) < 2 or request_line[0] != b"POST":
         return None
     if not request_line[1].split(b"?", 1)[0].rstrip(b"/").endswith(b"/tokenreviews"):
         return None
     try:
-        spec = json.loads(body or b"{}").get("spec") or {}
+        if _header(head, b"content-type").startswith(PROTOBUF_CONTENT_TYPE):
+            audiences: object = _protobuf_review_audiences(body)
+        else:
+            spec = json.loads(body or b"{}").get("spec") or {}
+            audiences = spec.get("audiences") if isinstance(spec, dict) else None
         answer_status = json.loads(status or b"{}")
     except (ValueError, AttributeError):
         return None
-    audiences = spec.get("audiences") if isinstance(spec, dict) else None
     review = {
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenReview",
@@ -323,6 +330,74 @@ def review_answer(head: bytes, body: bytes, status: bytes) -> "bytes | None":
         "status": answer_status,
     }
     return http_response(201, json.dumps(review).encode())
+
+
+PROTOBUF_CONTENT_TYPE = b"application/vnd.kubernetes.protobuf"
+PROTOBUF_MAGIC = b"k8s\x00"
+"""Kubernetes' protobuf envelope: these four bytes, then a ``runtime.Unknown`` message whose field 2
+(``raw``) holds the object (k8s.io/apimachinery/pkg/runtime/serializer/protobuf)."""
+
+
+def _header(head: bytes, name: bytes) -> bytes:
+    """One request header's value, lower-cased (empty when absent)."""
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip().lower()
+    return b""
+
+
+def _protobuf_review_audiences(body: bytes) -> list[str]:
+    """``spec.audiences`` of a protobuf TokenReview (TokenReview field 2 = spec; TokenReviewSpec
+    field 2 = audiences; field 1, the token, is skipped unread); ValueError when it is not one."""
+    if not body.startswith(PROTOBUF_MAGIC):
+        raise ValueError("no protobuf envelope")
+    raw = _field(body[len(PROTOBUF_MAGIC) :], 2)
+    spec = _field(raw, 2) if raw is not None else None
+    if spec is None:
+        return []
+    return [value.decode("utf-8") for number, value in _fields(spec) if number == 2 and value is not None]
+
+
+def _field(message: bytes, wanted: int) -> "bytes | None":
+    return next((value for number, value in _fields(message) if number == wanted), None)
+
+
+def _fields(message: bytes) -> "list[tuple[int, bytes | None]]":
+    """The fields of one protobuf message: (number, bytes of a length-delimited field, else None)."""
+    out: list[tuple[int, bytes | None]] = []
+    index = 0
+    while index < len(message):
+        key, index = _varint(message, index)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, index = _varint(message, index)
+            out.append((number, None))
+        elif wire == 2:
+            length, index = _varint(message, index)
+            if index + length > len(message):
+                raise ValueError("truncated protobuf field")
+            out.append((number, message[index : index + length]))
+            index += length
+        elif wire in (1, 5):
+            index += 8 if wire == 1 else 4
+            out.append((number, None))
+        else:
+            raise ValueError(f"protobuf wire type {wire} is not read here")
+    return out
+
+
+def _varint(data: bytes, index: int) -> "tuple[int, int]":
+    value, shift = 0, 0
+    while True:
+        if index >= len(data) or shift > 63:
+            raise ValueError("bad protobuf varint")
+        byte = data[index]
+        index += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, index
+        shift += 7
 
 
 def _content_length(head: bytes) -> int:
