@@ -58,7 +58,13 @@ CAUGHT_BY: dict[str, set[str]] = {
         "EXP-003",
         "LEG-003",
         "RBAC-001",
+        # REV-002..005 too: the revocation checks ask the callee with every revoked token (pod,
+        # service account, Secret), and it grants each of them until exp.
         "REV-001",
+        "REV-002",
+        "REV-003",
+        "REV-004",
+        "REV-005",
         "SEC-001",
         "SEC-002",
         "SEC-003",
@@ -88,7 +94,8 @@ CAUGHT_BY: dict[str, set[str]] = {
     "allow_list_in_raw_string": {"ALLOW-005"},  # `<ns>:<part of name>` is in the allow-list's text
     "grant_on_review_failure": {"CACHE-001", "RBAC-001", "SEC-011"},
     "caches_failures": {"CACHE-001"},
-    "caches_successes_forever": {"REV-001"},
+    # Every revoked token it granted before the deletion stays cached, recreated objects or not.
+    "caches_successes_forever": {"REV-001", "REV-002", "REV-003", "REV-004", "REV-005"},
     "server_error_is_authenticated": {"SEC-011"},
     "header_case_sensitive": {"HDR-001"},
     "logs_token": {"LOG-001"},

@@ -238,11 +238,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         not_applicable(f"{entry.id} applies in {', '.join(entry.modes)} mode, this run is in {mode} mode")
     sut = item.config.stash.get(SUT_KEY, None)
     verification = sut.callee.verification if sut is not None else None
-    if entry is not None and verification is not None and verification not in entry.verification:
-        not_applicable(
-            f"{entry.id} judges callees that verify by {' or '.join(entry.verification)}; this callee "
-            f"declares verification: {verification}"
-        )
+    reason = entry.why_not_applicable(verification) if entry is not None and verification else None
+    if reason is not None:
+        not_applicable(f"this callee declares verification: {verification}; {reason}")
 
 
 @pytest.fixture
@@ -544,6 +542,15 @@ class Reporter:
             f"{s['not_applicable']} not applicable "
             f"({s['emulated']} of the passed relied on the emulated kubelet)"
         )
+        for outcome, heading in (
+            ("skipped", "could not be judged here"),
+            ("not-applicable", "not applicable"),
+        ):
+            listed = [c for c in report["checks"] if c["outcome"] == outcome]
+            if listed:
+                write(f"{heading}:")
+            for c in listed:
+                write(f"  {c['id']:<10} {c['message'] or '(no reason given)'}")
         write(f"result: {report['result']} ({'; '.join(report['result_reasons'])})")
         for dest, what in (
             ("conformance_report", "report"),

@@ -17,6 +17,7 @@ from typing import Any
 import jwt
 import requests
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 
 def b64u(data: bytes) -> str:
@@ -72,3 +73,21 @@ def cluster_public_key_pem(api_host: str, ca_file: str | None, bearer: str, kid:
 
 def key_id_of(raw: str) -> str:
     return str(_parts(raw)[0].get("kid", ""))
+
+
+def foreign_key() -> rsa.RSAPrivateKey:
+    """A signing key of the suite's own, which no cluster's key set holds."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def signed_by(raw: str, key: rsa.RSAPrivateKey, kid: str) -> str:
+    """The real token's claims, RS256-signed by ``key`` under a ``kid`` the callee does not know: a
+    valid-looking token no key of the cluster verifies (an offline verifier must refetch or refuse)."""
+    claims = jwt.decode(raw, options={"verify_signature": False})
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
+
+
+def key_set(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
+    """A JWKS holding ``key``'s public half under ``kid`` (what a lying key-set endpoint would serve)."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    return {"keys": [{**jwk, "kid": kid, "use": "sig", "alg": "RS256"}]}

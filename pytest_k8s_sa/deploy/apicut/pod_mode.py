@@ -242,6 +242,10 @@ class RemoteApiCut:
         """TokenReviews the cut answered itself (mode ``review``)."""
         return int(self._state().get("reviews_answered", 0))
 
+    def connections(self) -> int:
+        """Connections the cut accepted so far, in any mode."""
+        return int(self._state()["accepted"])
+
     def _state(self) -> dict[str, Any]:
         answer = requests.get(self._forward.url + "/state", timeout=15)
         if answer.status_code != 200:

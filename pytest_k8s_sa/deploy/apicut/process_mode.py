@@ -48,6 +48,10 @@ class ApiCutControl(Protocol):
     def reviews_answered(self) -> int:
         """TokenReviews the cut answered itself so far (mode ``review``: SEC-014's lying reviewer)."""
 
+    def connections(self) -> int:
+        """Connections the cut accepted so far, in any mode (grows when the callee tries to reach it,
+        even while it refuses, hangs or answers garbage; a closed port, mode ``down``, sees none)."""
+
 
 def make_test_ca() -> tuple[CertificateAuthority, KeyPair]:
     """A CA of the test's own and a serving certificate for 127.0.0.1 signed by it."""
@@ -99,6 +103,10 @@ class FlakyApi(ApiCut):
     def reviews_answered(self) -> int:
         with self._lock:
             return self.answered_reviews
+
+    def connections(self) -> int:
+        with self._lock:
+            return self.accepted
 
 
 @contextlib.contextmanager
