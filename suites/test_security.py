@@ -447,7 +447,7 @@ def key_set_outages(k8s_cluster, sut_run, proxy) -> dict[str, Any]:
     recovery = max(RECOVERY_SECONDS, bound)
     unknown = UnknownKid(k8s_cluster, sut_run)
     results: dict[str, Any] = {
-        "how": f"${{JWKS_URL}} goes through the cut: {proxy.how}",
+        "how": proxy.jwks_how,
         "verification": "jwks",
         "ask_seconds": ask,
         "attempt_bound_seconds": bound,

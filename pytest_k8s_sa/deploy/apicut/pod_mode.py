@@ -58,6 +58,11 @@ HOW = (
     "a Service `kubernetes` in its namespace selects the api-cut pod, which forwards to default/kubernetes "
     "(TLS end to end: the apiserver's certificate names `kubernetes`)"
 )
+JWKS_HOW = (
+    "pod mode: ${JWKS_URL} is https://kubernetes:443/openid/v1/jwks; a Service `kubernetes` in the callee's "
+    "namespace selects the api-cut pod, which forwards to default/kubernetes (TLS end to end: the "
+    "apiserver's certificate names `kubernetes`; ${CA_FILE} is the pod's ca.crt)"
+)
 
 
 class ApiCutError(K8sSAError):
@@ -216,6 +221,7 @@ class RemoteApiCut:
     """The suite's handle on a cut pod: switches it and reads its traffic over its control port."""
 
     how = HOW
+    jwks_how = JWKS_HOW
 
     def __init__(self, forward: PortForward) -> None:
         self._forward = forward

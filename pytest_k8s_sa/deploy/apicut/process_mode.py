@@ -35,6 +35,8 @@ class ApiCutControl(Protocol):
 
     how: str
     """How the callee's API traffic is made to pass the cut (for the report)."""
+    jwks_how: str
+    """How a ``jwks`` callee's key-set fetches are made to pass the cut (for the report)."""
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -65,6 +67,11 @@ class FlakyApi(ApiCut):
     how = (
         "process mode: the callee's ${KUBECONFIG} names a loopback proxy as its server (TLS end to end; "
         "its ca.crt also trusts the proxy's own CA for the modes that answer garbage over TLS)"
+    )
+    jwks_how = (
+        "process mode: ${JWKS_URL} is https://127.0.0.1:<cut port>/openid/v1/jwks, a loopback proxy in "
+        "front of the apiserver (TLS end to end; ${CA_FILE} also trusts the proxy's own CA for the modes "
+        "that answer garbage over TLS)"
     )
 
     def __init__(
