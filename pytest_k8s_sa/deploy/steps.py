@@ -299,7 +299,10 @@ def process_cut(target: Target, callee: Identity) -> ProcessCut:
     target.stack.defer(volume.stop)
     server = urlsplit(target.api_client.configuration.host)
     proxy = FlakyApi(
-        (server.hostname or "127.0.0.1", server.port or 443), server_pair, target.workdir / "api-proxy"
+        (server.hostname or "127.0.0.1", server.port or 443),
+        server_pair,
+        target.workdir / "api-proxy",
+        upstream_ca_file=target.api_client.configuration.ssl_ca_cert,
     )
     proxy.start()
     target.stack.defer(proxy.stop)

@@ -161,10 +161,17 @@ def plan(
                 "data": {
                     "tls.crt": base64.b64encode(pair.cert_pem).decode(),
                     "tls.key": base64.b64encode(pair.key_pem).decode(),
+                    # ``relay`` (KEY-004/005) verifies the apiserver with it, as the callee does
+                    "ca.crt": base64.b64encode(ca.cert_pem).decode(),
                 },
             }
         )
-        env.update(CERT_FILE="/etc/api-cut/tls.crt", KEY_FILE="/etc/api-cut/tls.key")
+        env.update(
+            CERT_FILE="/etc/api-cut/tls.crt",
+            KEY_FILE="/etc/api-cut/tls.key",
+            UPSTREAM_CA_FILE="/etc/api-cut/ca.crt",
+            UPSTREAM_NAME=SERVICE,
+        )
         mounts.append({"name": "tls", "mountPath": "/etc/api-cut", "readOnly": True})
         volumes.append({"name": "tls", "secret": {"secretName": APP}})
     pod_spec = workload_pod(
@@ -251,6 +258,14 @@ class RemoteApiCut:
     def connections(self) -> int:
         """Connections the cut accepted so far, in any mode."""
         return int(self._state()["accepted"])
+
+    def requests_by_path(self) -> dict[str, int]:
+        """Requests the cut saw in mode ``relay``, by path."""
+        return {str(k): int(v) for k, v in self._state().get("requests_by_path", {}).items()}
+
+    @property
+    def callee_url(self) -> str:
+        return f"https://{SERVICE}:{SERVICE_PORT}"
 
     def _state(self) -> dict[str, Any]:
         answer = requests.get(self._forward.url + "/state", timeout=15)

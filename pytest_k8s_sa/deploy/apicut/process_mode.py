@@ -17,9 +17,10 @@ from typing import Protocol
 
 from ...base.ports import free_port
 from ...components.pki import CertificateAuthority, KeyPair
-from ...workloads.api_cut import MODES, TLS_MODES, ApiCut, http_response
+from ...workloads.api_cut import ATTACKER_PREFIX, MODES, TLS_MODES, ApiCut, http_response
 
 __all__ = [
+    "ATTACKER_PREFIX",
     "MODES",
     "TLS_MODES",
     "ApiCutControl",
@@ -54,6 +55,13 @@ class ApiCutControl(Protocol):
         """Connections the cut accepted so far, in any mode (grows when the callee tries to reach it,
         even while it refuses, hangs or answers garbage; a closed port, mode ``down``, sees none)."""
 
+    def requests_by_path(self) -> dict[str, int]:
+        """Requests the cut saw in mode ``relay`` so far, by path (KEY-004 counts key-set fetches)."""
+
+    @property
+    def callee_url(self) -> str:
+        """The cut's base URL as the callee reaches it (a URL under it is one the callee trusts)."""
+
 
 def make_test_ca() -> tuple[CertificateAuthority, KeyPair]:
     """A CA of the test's own and a serving certificate for 127.0.0.1 signed by it."""
@@ -82,6 +90,7 @@ class FlakyApi(ApiCut):
         *,
         max_connections: int = 32,
         trickle_interval: float = 0.2,
+        upstream_ca_file: str | None = None,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         cert, key = server_pair.write(workdir, "flaky-api")
@@ -93,11 +102,16 @@ class FlakyApi(ApiCut):
             port=free_port(),
             max_connections=max_connections,
             trickle_interval=trickle_interval,
+            upstream_ca_file=upstream_ca_file,
         )
 
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def callee_url(self) -> str:
+        return self.url
 
     def start(self) -> FlakyApi:
         super().start()
@@ -114,6 +128,10 @@ class FlakyApi(ApiCut):
     def connections(self) -> int:
         with self._lock:
             return self.accepted
+
+    def requests_by_path(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.path_counts)
 
 
 @contextlib.contextmanager

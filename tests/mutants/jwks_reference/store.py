@@ -17,7 +17,8 @@ It replaces the TokenReview call with PyJWT's ``PyJWKClient`` (a maintained JWKS
 * a key set that cannot be fetched is 503 (``ReviewUnavailable``), never a grant; a fetch times out
   after ``FETCH_TIMEOUT_SECONDS``.
 
-The mutants in ``jwks_*`` folders subclass :class:`OfflineStore` and override one hook.
+The mutants in ``jwks_*`` folders subclass :class:`OfflineStore` (through ``tests/mutants/_jwks.py``)
+and override one hook.
 """
 
 import ssl
@@ -50,15 +51,24 @@ class OfflineStore(ref.SecretStoreApp):
         context = ssl.create_default_context(cafile=env_str(os.environ, "CA_FILE"))
         self.keys = self.key_client(env_str(os.environ, "JWKS_URL"), refresh, context)
 
-    def key_client(self, url: str, refresh: float, context: ssl.SSLContext) -> jwt.PyJWKClient:
-        """The key-set client (mutants change how it caches and refetches)."""
-        return jwt.PyJWKClient(
+    def key_client(
+        self,
+        url: str,
+        refresh: float,
+        context: ssl.SSLContext,
+        *,
+        cooldown: float = REFETCH_COOLDOWN_SECONDS,
+        client: type[jwt.PyJWKClient] = jwt.PyJWKClient,
+    ) -> jwt.PyJWKClient:
+        """The key-set client (mutants change how it caches and refetches: ``refresh``, ``cooldown``,
+        or a ``client`` class of their own)."""
+        return client(
             url,
             cache_jwk_set=True,
             lifespan=refresh,
             timeout=FETCH_TIMEOUT_SECONDS,
             ssl_context=context,
-            cooldown_duration=REFETCH_COOLDOWN_SECONDS,
+            cooldown_duration=cooldown,
         )
 
     def signing_key(self, token: str) -> Any:
