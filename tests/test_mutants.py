@@ -269,6 +269,13 @@ def test_the_suite_reports_the_should_mutant(mutant: str, tmp_path: Path) -> Non
     assert failed_ids(doc, "should") == expected, explain(proc, doc)
 
 
+CONTROL_FINDINGS: dict[str, set[str]] = {
+    # A correct offline verifier cannot see deleted objects: it grants a revoked token until its exp.
+    # REV-006 (should) says so with the measured window; that finding is the point of the check.
+    "jwks_reference": {"REV-006"},
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("control", "profile", "paths"),
@@ -283,12 +290,14 @@ def test_the_suite_passes_the_reference(
     control: str, profile: str, paths: list[str] | None, tmp_path: Path
 ) -> None:
     """The controls: the unchanged reference workloads, and the offline (jwks) control the jwks
-    mutants subclass, run through a SUT file the same way, pass."""
+    mutants subclass, run through a SUT file the same way, pass every `must` check; their `should`
+    findings are exactly :data:`CONTROL_FINDINGS`."""
     proc, doc = run_suite(MUTANTS / control / "sut.yaml", tmp_path / "report.json", paths, profile)
     assert doc, f"no report was written:\n{explain(proc, doc)}"
     assert proc.returncode == 0, explain(proc, doc)
     assert failed_ids(doc) == set(), explain(proc, doc)
-    assert failed_ids(doc, "should") == set(), explain(proc, doc)
+    expected = CONTROL_FINDINGS.get(control, set()) if profile == "fast" and paths is None else set()
+    assert failed_ids(doc, "should") == expected, explain(proc, doc)
     assert doc["summary"]["passed"] > 0
 
 
