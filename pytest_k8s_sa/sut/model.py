@@ -330,18 +330,24 @@ def _workload(where: str, data: Any, prefix: str, allowed: tuple[str, ...], base
     }
 
 
-def _decision_timeout(reader: _Reader) -> float:
-    """``callee.decision_timeout_seconds``: above 0 (a callee cannot answer in no time) and at most 60."""
-    value = reader.number(
-        "decision_timeout_seconds", DECISION_TIMEOUT_SECONDS, minimum=0, maximum=DECISION_TIMEOUT_MAX_SECONDS
-    )
+def _positive_seconds(reader: _Reader, key: str, default: float, maximum: float, meaning: str) -> float:
+    """A duration above 0 and at most ``maximum`` (a callee can do nothing in no time); ``meaning``
+    says what the seconds are, in the error."""
+    value = reader.number(key, default, minimum=0, maximum=maximum)
     if value <= 0:
-        raise reader.fail(
-            "decision_timeout_seconds",
-            f"{value:g} must be above 0 (at most {DECISION_TIMEOUT_MAX_SECONDS:g}): "
-            "the seconds the callee may take to refuse while its API is down",
-        )
+        raise reader.fail(key, f"{value:g} must be above 0 (at most {maximum:g}): {meaning}")
     return value
+
+
+def _decision_timeout(reader: _Reader) -> float:
+    """``callee.decision_timeout_seconds``: above 0 and at most 60."""
+    return _positive_seconds(
+        reader,
+        "decision_timeout_seconds",
+        DECISION_TIMEOUT_SECONDS,
+        DECISION_TIMEOUT_MAX_SECONDS,
+        "the seconds the callee may take to refuse while its API is down",
+    )
 
 
 def _verification(reader: _Reader) -> str:
@@ -358,16 +364,13 @@ def _verification(reader: _Reader) -> str:
 
 def _key_refresh(reader: _Reader) -> float:
     """``callee.key_refresh_seconds``: above 0 and at most 900."""
-    value = reader.number(
-        "key_refresh_seconds", KEY_REFRESH_SECONDS, minimum=0, maximum=KEY_REFRESH_MAX_SECONDS
+    return _positive_seconds(
+        reader,
+        "key_refresh_seconds",
+        KEY_REFRESH_SECONDS,
+        KEY_REFRESH_MAX_SECONDS,
+        "the seconds the callee may take to honour a new signing key or drop a retired one",
     )
-    if value <= 0:
-        raise reader.fail(
-            "key_refresh_seconds",
-            f"{value:g} must be above 0 (at most {KEY_REFRESH_MAX_SECONDS:g}): the seconds the callee may "
-            "take to honour a new signing key or drop a retired one",
-        )
-    return value
 
 
 def parse(data: Any, *, where: str, base: Path) -> tuple[Implementation, CalleeSpec, CallerSpec | None]:
