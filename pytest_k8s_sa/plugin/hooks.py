@@ -21,6 +21,7 @@ import pytest
 from ..base.errors import K8sSAError
 from ..base.rwlock import RunLock, run_lock_path
 from ..cluster import resources
+from ..cluster.client_import import import_api_classes_in_background
 from ..cluster.cluster import Cluster
 from ..providers.base import Provider
 from ..providers.local import stop_shared
@@ -139,6 +140,7 @@ def k8s_cluster(
     """
     config = request.config
     provider = make_provider(config, tmp_path_factory)
+    import_api_classes_in_background()  # overlaps the client's slow first import with the start
     failure = None
     try:
         with _progress_visible(config):

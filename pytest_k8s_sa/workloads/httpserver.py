@@ -584,6 +584,11 @@ def raise_header_line_limit(limit: int) -> None:
         http.client._MAXLINE = limit  # type: ignore[attr-defined]
 
 
+SHUTDOWN_POLL_SECONDS = 0.05
+"""How often the accept loop looks for a shutdown request: socketserver's default, 0.5 s, made every
+stop wait 0.25 s on average (five workloads stopped one after another at the end of every run)."""
+
+
 def serve_until_signalled(server: WorkloadServer, ready: Callable[[], None] | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting, close and return (exit 0 for kubelet).
 
@@ -604,7 +609,7 @@ def serve_until_signalled(server: WorkloadServer, ready: Callable[[], None] | No
 
     def serve() -> None:
         try:
-            server.serve_forever()
+            server.serve_forever(poll_interval=SHUTDOWN_POLL_SECONDS)
         finally:
             stop.set()  # if the loop dies, main must not wait forever
 
