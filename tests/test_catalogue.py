@@ -190,7 +190,7 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
 def test_every_check_says_why_it_does_not_apply_to_a_verification_mode() -> None:
     """A check outside a callee's verification mode is reported not applicable with its own reason
     (what judges such a callee instead), never a generic one."""
-    from pytest_k8s_sa.catalogue import VERIFICATIONS, load
+    from pytest_k8s_sa.catalogue import VERIFICATIONS
 
     missing = [
         f"{entry.id}: {mode}"
