@@ -54,6 +54,11 @@ class Cluster:
     def signing_key(self) -> Path | None:
         return self.info.signing_key
 
+    @property
+    def review_log(self) -> Path | None:
+        """The apiserver's audit log of TokenReviews, where the provider runs the apiserver."""
+        return self.info.review_log
+
     @cached_property
     def server_version(self) -> str:
         return str(kubernetes.client.VersionApi(self.api_client).get_code().git_version)

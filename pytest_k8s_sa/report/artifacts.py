@@ -6,6 +6,10 @@ For each failed check, a folder ``<artifacts>/<ID>/`` with:
 * ``pods.txt`` (pod mode): each workload pod's phase, container states, events and log tail;
 * ``events.txt`` (pod mode): the events of the workloads' namespaces;
 * ``tokens.json``: every token that appeared in those texts, reduced to its ``jti`` and claims;
+* ``reviews.json`` (where the provider runs kube-apiserver: local, local-node): the review
+  transcript, every TokenReview the apiserver answered while the check ran, from its audit log: who
+  asked (the callee, the suite), the token reduced to its ``jti`` and claims, the audiences asked
+  for, and the answer (authenticated, user, audiences, error);
 * ``check.json``: the check's evidence and message.
 
 Every text goes through :func:`~.redact.redact_text` first, so the files hold no token. At the end
@@ -15,16 +19,19 @@ of the run the report's outputs and this folder are packed into one ``.tar.gz`` 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import re
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .redact import JWT, redact, redact_text, token_summary
 
 LOG_TAIL_LINES = 200
+REVIEW_LIMIT = 200
+"""At most this many reviews (the last) in a check's transcript; the rest are counted."""
 SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -67,8 +74,89 @@ def _pod_texts(deployment: Any, api_client: Any) -> dict[str, str]:
     return {"pods.txt": "\n".join(described), "events.txt": "\n".join(events) + "\n"}
 
 
-def collect(deployment: Any | None, api_client: Any | None, pod_mode: bool) -> dict[str, str]:
-    """The texts that explain a failure now (log tails, pods, events), keyed by file name, redacted."""
+def _received_at(event: Mapping[str, Any]) -> float | None:
+    stamp = event.get("requestReceivedTimestamp")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _reviewed_token(token: Any) -> dict[str, Any]:
+    """What the transcript keeps of a reviewed token: a JWT's ``jti`` and claims; of anything else
+    (a malformed or opaque value) only its length, since an opaque token may still be a credential."""
+    if isinstance(token, str) and JWT.fullmatch(token):
+        return token_summary(token) or {"undecodable_jwt": True}
+    return {"not_a_jwt": True, "length": len(token) if isinstance(token, str) else 0}
+
+
+def review_transcript(log: Path, since: float, roles: Mapping[str, str]) -> dict[str, Any] | None:
+    """The TokenReviews kube-apiserver answered since ``since`` (Unix time), read from its audit log
+    (:data:`~pytest_k8s_sa.components.controlplane.REVIEW_AUDIT_POLICY`); None when there is no log.
+
+    ``roles`` names the reviewers the run knows (``system:serviceaccount:ns:name`` -> ``callee``), so
+    a reader sees at once which reviews the callee asked for and which the suite itself made. The
+    last :data:`REVIEW_LIMIT` are kept, the earlier ones counted.
+    """
+    if not log.is_file():
+        return None
+    reviews: list[dict[str, Any]] = []
+    with log.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            at = _received_at(event)
+            if event.get("stage") not in ("ResponseComplete", "Panic") or at is None or at < since:
+                continue
+            request = event.get("requestObject") or {}
+            answer = event.get("responseObject") or {}
+            status = answer.get("status") or {}
+            username = str((event.get("user") or {}).get("username", ""))
+            reviews.append(
+                {
+                    "at": event["requestReceivedTimestamp"],
+                    "reviewer": roles.get(username, "other"),
+                    "reviewer_username": username,
+                    "token": _reviewed_token((request.get("spec") or {}).get("token")),
+                    "audiences_asked": (request.get("spec") or {}).get("audiences"),
+                    "code": (event.get("responseStatus") or {}).get("code"),
+                    "authenticated": status.get("authenticated"),
+                    "user": (status.get("user") or {}).get("username"),
+                    "audiences": status.get("audiences"),
+                    "error": status.get("error"),
+                }
+            )
+    return {
+        "source": "kube-apiserver audit log (every TokenReview, request and answer)",
+        "since": dt.datetime.fromtimestamp(since, dt.UTC).isoformat(),
+        "reviews_before_these": max(0, len(reviews) - REVIEW_LIMIT),
+        "reviews": reviews[-REVIEW_LIMIT:],
+    }
+
+
+def _roles(deployment: Any | None) -> dict[str, str]:
+    if deployment is None:
+        return {}
+    out = {}
+    for role in ("caller", "callee", "intruder"):
+        with contextlib.suppress(Exception):
+            out[str(getattr(deployment, role).username)] = role
+    return out
+
+
+def collect(
+    deployment: Any | None,
+    api_client: Any | None,
+    pod_mode: bool,
+    review_log: Path | None = None,
+    since: float | None = None,
+) -> dict[str, str]:
+    """The texts that explain a failure now (log tails, pods, events, the review transcript since
+    ``since`` when ``review_log`` is given), keyed by file name, redacted."""
     files: dict[str, str] = {}
     if deployment is not None:
         with contextlib.suppress(Exception):
@@ -80,6 +168,10 @@ def collect(deployment: Any | None, api_client: Any | None, pod_mode: bool) -> d
     cleaned = {name: redact_text(text) for name, text in files.items() if text.strip()}
     if tokens:
         cleaned["tokens.json"] = json.dumps(redact(tokens), indent=2) + "\n"
+    if review_log is not None and since is not None:
+        transcript = review_transcript(review_log, since, _roles(deployment))
+        if transcript is not None:
+            cleaned["reviews.json"] = json.dumps(redact(transcript), indent=2) + "\n"
     return cleaned
 
 
