@@ -2,7 +2,8 @@
 
 For each failed check, a folder ``<artifacts>/<ID>/`` with:
 
-* ``logs/<workload>.log``: the last lines of the callee's and the caller's logs (and the intruder's);
+* ``logs/<role>.log``: the last lines of the callee's and the caller's logs (and the intruder's),
+  named by role (``callee``, ``caller``, ``intruder``; a workload without a role by its name);
 * ``pods.txt`` (pod mode): each workload pod's phase, container states, events and log tail;
 * ``events.txt`` (pod mode): the events of the workloads' namespaces;
 * ``tokens.json``: every token that appeared in those texts, reduced to its ``jti`` and claims;
@@ -48,30 +49,69 @@ def _tokens_in(texts: Iterable[str]) -> list[dict[str, Any]]:
     return [summary for summary in seen.values() if summary]
 
 
+def _pod_facts(pod: Any) -> list[str]:
+    """What ``kubectl describe pod`` would add to :func:`~..deploy.pods.describe_pod`: where the pod
+    runs, as whom, from which image, its conditions and its projected token volumes (audience and
+    lifetime: what a rotation or audience failure turns on)."""
+    spec, status = pod.spec, pod.status
+    lines = [
+        f"  node {spec.node_name}, pod IP {status.pod_ip if status else None}, "
+        f"service account {spec.service_account_name}",
+    ]
+    if status and status.conditions:
+        lines.append("  conditions: " + ", ".join(f"{c.type}={c.status}" for c in status.conditions))
+    for container in (status.container_statuses if status else None) or []:
+        lines.append(
+            f"  {container.name}: image {container.image} ({container.image_id}), ready {container.ready}, "
+            f"restarts {container.restart_count}"
+        )
+    for volume in spec.volumes or []:
+        for source in (volume.projected.sources if volume.projected else None) or []:
+            token = source.service_account_token
+            if token is not None:
+                lines.append(
+                    f"  volume {volume.name}: service-account token {token.path}, "
+                    f"audience {token.audience or '(the API audiences)'}, "
+                    f"expirationSeconds {token.expiration_seconds}"
+                )
+    return lines
+
+
 def _pod_texts(deployment: Any, api_client: Any) -> dict[str, str]:
-    """Pod mode: each workload's pod described, and the events of the workloads' namespaces."""
+    """Pod mode: each workload's pod described (by role), and the events of the workloads'
+    namespaces in time order."""
     import kubernetes
 
     from ..deploy.pods import describe_pod
 
     core = kubernetes.client.CoreV1Api(api_client)
     described, events = [], []
+    roles = _roles_by_name(deployment)
     namespaces = sorted({w.namespace for w in deployment.workloads})
     for workload in deployment.workloads:
         if workload.pod is None:
             continue
-        with contextlib.suppress(Exception):
+        role = roles.get(workload.name, workload.name)
+        try:
             pod = core.read_namespaced_pod(workload.pod.name, workload.namespace)
-            described.append(f"## {workload.name}\n{describe_pod(core, pod)}\n")
+            text = "\n".join([describe_pod(core, pod), *_pod_facts(pod)])
+        except Exception as exc:  # a pod gone by now is a finding too
+            text = f"pod {workload.namespace}/{workload.pod.name}: not readable: {type(exc).__name__}: {exc}"
+        described.append(f"## {role} ({workload.name})\n{text}\n")
     for namespace in namespaces:
         with contextlib.suppress(Exception):
-            for event in core.list_namespaced_event(namespace).items[-100:]:
+            for event in core.list_namespaced_event(namespace).items:
                 involved = event.involved_object
+                at = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
                 events.append(
-                    f"{namespace} {event.last_timestamp or event.event_time} {event.type} {event.reason} "
-                    f"{involved.kind}/{involved.name}: {event.message}"
+                    (
+                        str(at),
+                        f"{at} {namespace} {event.type} {event.reason} "
+                        f"{involved.kind}/{involved.name}: {event.message}",
+                    )
                 )
-    return {"pods.txt": "\n".join(described), "events.txt": "\n".join(events) + "\n"}
+    lines = [line for _, line in sorted(events)[-200:]]
+    return {"pods.txt": "\n".join(described), "events.txt": "\n".join(lines) + "\n"}
 
 
 def _received_at(event: Mapping[str, Any]) -> float | None:
@@ -138,13 +178,24 @@ def review_transcript(log: Path, since: float, roles: Mapping[str, str]) -> dict
     }
 
 
+ROLES = ("caller", "callee", "intruder")
+
+
 def _roles(deployment: Any | None) -> dict[str, str]:
-    if deployment is None:
-        return {}
+    """Each role's identity (``system:serviceaccount:ns:name``) -> the role."""
     out = {}
-    for role in ("caller", "callee", "intruder"):
+    for role in ROLES:
         with contextlib.suppress(Exception):
             out[str(getattr(deployment, role).username)] = role
+    return out
+
+
+def _roles_by_name(deployment: Any | None) -> dict[str, str]:
+    """Each role's workload name (what ``Deployment.logs`` is keyed by) -> the role."""
+    out = {}
+    for role in ROLES:
+        with contextlib.suppress(Exception):
+            out[str(getattr(deployment, role).name)] = role
     return out
 
 
@@ -160,8 +211,9 @@ def collect(
     files: dict[str, str] = {}
     if deployment is not None:
         with contextlib.suppress(Exception):
+            roles = _roles_by_name(deployment)
             for name, text in deployment.logs().items():
-                files[f"logs/{SAFE_ID.sub('_', name)}.log"] = tail(text)
+                files[f"logs/{SAFE_ID.sub('_', roles.get(name, name))}.log"] = tail(text)
         if pod_mode and api_client is not None:
             files.update(_pod_texts(deployment, api_client))
     tokens = _tokens_in(files.values())
