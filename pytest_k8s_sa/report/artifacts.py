@@ -138,7 +138,9 @@ def review_transcript(log: Path, since: float, roles: Mapping[str, str]) -> dict
 
     ``roles`` names the reviewers the run knows (``system:serviceaccount:ns:name`` -> ``callee``), so
     a reader sees at once which reviews the callee asked for and which the suite itself made. The
-    last :data:`REVIEW_LIMIT` are kept, the earlier ones counted.
+    last :data:`REVIEW_LIMIT` are kept, the earlier ones counted. Where xdist workers share one
+    cluster, the other workers' reviews of the same moments are there too, under their reviewers'
+    names (``other``): the log is the apiserver's, not this check's.
     """
     if not log.is_file():
         return None
