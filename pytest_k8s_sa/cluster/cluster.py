@@ -56,7 +56,7 @@ class Cluster:
 
     @property
     def review_log(self) -> Path | None:
-        """The apiserver's audit log of TokenReviews, where the provider runs the apiserver."""
+        """The apiserver's audit log of TokenReviews, where the provider configures the apiserver."""
         return self.info.review_log
 
     @cached_property

@@ -60,6 +60,23 @@ the apiserver itself, so a team's callee needs no logging of its own. The log ho
 tokens in full (the apiserver's own record): it lives in the control plane's work folder, apart
 from ``logs/`` (which the providers export), and the artifacts keep only each token's ``jti`` and
 claims."""
+AUDIT_POLICY_FILE = "policy.yaml"
+REVIEW_LOG = "tokenreviews.jsonl"
+
+
+def review_audit_flags(folder: str) -> dict[str, str]:
+    """kube-apiserver's flags for the TokenReview audit log, its policy and log in ``folder`` (as the
+    apiserver sees it: a host folder here, a mount inside kind's node)."""
+    return {
+        "audit-policy-file": f"{folder}/{AUDIT_POLICY_FILE}",
+        "audit-log-path": f"{folder}/{REVIEW_LOG}",
+        "audit-log-format": "json",
+        # The log backend's default mode, written out: each event is on disk before the request
+        # returns, so a failed check's artifacts read the reviews it caused.
+        "audit-log-mode": "blocking",
+        "audit-log-maxsize": "200",
+        "audit-log-maxbackup": "1",
+    }
 
 
 def _argv(binary: Path, flags: Mapping[str, str | None]) -> list[str]:
@@ -184,14 +201,14 @@ class APIServer:
     @property
     def review_log(self) -> Path | None:
         """The audit log of every TokenReview (JSON lines), or None when auditing is off."""
-        return None if self.audit_dir is None else self.audit_dir / "tokenreviews.jsonl"
+        return None if self.audit_dir is None else self.audit_dir / REVIEW_LOG
 
     def write_audit_policy(self) -> Path | None:
         """Write the audit policy file the flags name (before the apiserver starts)."""
         if self.audit_dir is None:
             return None
         self.audit_dir.mkdir(parents=True, exist_ok=True)
-        policy = self.audit_dir / "policy.yaml"
+        policy = self.audit_dir / AUDIT_POLICY_FILE
         policy.write_text(REVIEW_AUDIT_POLICY)
         return policy
 
@@ -224,18 +241,7 @@ class APIServer:
         }
 
     def _audit_flags(self) -> dict[str, str]:
-        if self.audit_dir is None:
-            return {}
-        return {
-            "audit-policy-file": str(self.audit_dir / "policy.yaml"),
-            "audit-log-path": str(self.review_log),
-            "audit-log-format": "json",
-            # The log backend's default mode, written out: each event is on disk before the
-            # request returns, so a failed check's artifacts read the reviews it caused.
-            "audit-log-mode": "blocking",
-            "audit-log-maxsize": "200",
-            "audit-log-maxbackup": "1",
-        }
+        return {} if self.audit_dir is None else review_audit_flags(str(self.audit_dir))
 
     def get(self, path: str, timeout: float = 2.0) -> requests.Response:
         """A request as the admin user (client certificate in system:masters)."""

@@ -7,7 +7,7 @@ For each failed check, a folder ``<artifacts>/<ID>/`` with:
 * ``pods.txt`` (pod mode): each workload pod's phase, container states, events and log tail;
 * ``events.txt`` (pod mode): the events of the workloads' namespaces;
 * ``tokens.json``: every token that appeared in those texts, reduced to its ``jti`` and claims;
-* ``reviews.json`` (where the provider runs kube-apiserver: local, local-node): the review
+* ``reviews.json`` (where the provider configures kube-apiserver: local, local-node, kind): the review
   transcript, every TokenReview the apiserver answered while the check ran, from its audit log: who
   asked (the callee, the suite), the token reduced to its ``jti`` and claims, the audiences asked
   for, and the answer (authenticated, user, audiences, error);
