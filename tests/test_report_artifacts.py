@@ -115,6 +115,12 @@ def test_the_review_transcript_is_the_apiservers_reviews_since_the_check_began(t
     assert "opaque-secret" not in json.dumps(transcript)
     assert find_tokens(json.dumps(transcript)) == []
     files = artifacts.collect(_Deployment({}), None, False, review_log=log, since=since)
-    # Without the deployment's roles (this stand-in has none) the reviewer is named by username only.
-    assert [r["token"] for r in json.loads(files["reviews.json"])["reviews"]] == [r["token"] for r in reviews]
+    # Without the deployment's roles (this stand-in has none) only the suite's own user is named.
+    collected = json.loads(files["reviews.json"])["reviews"]
+    assert [r["token"] for r in collected] == [r["token"] for r in reviews]
+    assert [r["reviewer"] for r in collected] == ["other", "other"]
+    files = artifacts.collect(
+        _Deployment({}), None, False, review_log=log, since=since, suite_username="admin"
+    )
+    assert [r["reviewer"] for r in json.loads(files["reviews.json"])["reviews"]] == ["other", "suite"]
     assert artifacts.review_transcript(tmp_path / "missing.jsonl", since, {}) is None

@@ -330,6 +330,7 @@ def _save_artifacts(item: pytest.Item, folder: Path, check: dict[str, Any]) -> P
             # A second before the setup: the apiserver's and this process's clocks are the same
             # machine's, the margin is for the audit stamps' rounding.
             since=item.stash.get(STARTED_KEY, time.time()) - 1.0,
+            suite_username=cluster.username if cluster and cluster.review_log else None,
         )
     except Exception as exc:  # the artifacts must never turn a verdict into a crash
         files = {"collect-error.txt": f"gathering the artifacts failed: {type(exc).__name__}: {exc}\n"}

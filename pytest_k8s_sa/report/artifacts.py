@@ -136,11 +136,12 @@ def review_transcript(log: Path, since: float, roles: Mapping[str, str]) -> dict
     """The TokenReviews kube-apiserver answered since ``since`` (Unix time), read from its audit log
     (:data:`~pytest_k8s_sa.components.controlplane.REVIEW_AUDIT_POLICY`); None when there is no log.
 
-    ``roles`` names the reviewers the run knows (``system:serviceaccount:ns:name`` -> ``callee``), so
-    a reader sees at once which reviews the callee asked for and which the suite itself made. The
-    last :data:`REVIEW_LIMIT` are kept, the earlier ones counted. Where xdist workers share one
-    cluster, the other workers' reviews of the same moments are there too, under their reviewers'
-    names (``other``): the log is the apiserver's, not this check's.
+    ``roles`` names the reviewers the run knows (``system:serviceaccount:ns:name`` -> ``callee``, the
+    suite's own user -> ``suite``; anyone else is ``other``), so a reader sees at once which reviews
+    the callee asked for and which the suite itself made. The last :data:`REVIEW_LIMIT` are kept, the
+    earlier ones counted. Where xdist workers share one cluster, the other workers' reviews of the
+    same moments are there too (the suite's user is theirs as well; their workloads are ``other``):
+    the log is the apiserver's, not this check's.
     """
     if not log.is_file():
         return None
@@ -207,9 +208,11 @@ def collect(
     pod_mode: bool,
     review_log: Path | None = None,
     since: float | None = None,
+    suite_username: str | None = None,
 ) -> dict[str, str]:
     """The texts that explain a failure now (log tails, pods, events, the review transcript since
-    ``since`` when ``review_log`` is given), keyed by file name, redacted."""
+    ``since`` when ``review_log`` is given, the suite's own reviews named ``suite``), keyed by file
+    name, redacted."""
     files: dict[str, str] = {}
     if deployment is not None:
         with contextlib.suppress(Exception):
@@ -223,7 +226,8 @@ def collect(
     if tokens:
         cleaned["tokens.json"] = json.dumps(redact(tokens), indent=2) + "\n"
     if review_log is not None and since is not None:
-        transcript = review_transcript(review_log, since, _roles(deployment))
+        roles = {**({suite_username: "suite"} if suite_username else {}), **_roles(deployment)}
+        transcript = review_transcript(review_log, since, roles)
         if transcript is not None:
             cleaned["reviews.json"] = json.dumps(redact(transcript), indent=2) + "\n"
     return cleaned

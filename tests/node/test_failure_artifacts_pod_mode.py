@@ -79,6 +79,9 @@ def test_a_check_failed_in_pod_mode_leaves_logs_pods_events_and_the_review_trans
     reviews = json.loads(files["reviews.json"])["reviews"]
     answered = [r for r in reviews if r["reviewer"] == "callee" and r["user"] == impostor]
     assert answered, json.dumps(reviews, indent=1)[:4000]
+    # The suite's own review of the same token (valid for the audience: only the allow-list may refuse).
+    jti = answered[-1]["token"]["jti"]
+    assert any(r["reviewer"] == "suite" and r["token"]["jti"] == jti for r in reviews), reviews
     assert answered[-1]["authenticated"] is True
     assert answered[-1]["token"]["sub"] == impostor
     assert answered[-1]["token"]["jti"]
