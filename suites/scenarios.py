@@ -17,6 +17,7 @@ import requests
 from pytest_k8s_sa.base.waiting import WaitTimeout, wait_until
 from pytest_k8s_sa.cluster import resources
 from pytest_k8s_sa.cluster.tokens import BoundObject, Token, TokenReviewResult, request_token, review_token
+from pytest_k8s_sa.sut.model import DOTTED_ALLOWED_NAME
 
 from .helpers import (
     CALLEE_EXCLUSIVE,
@@ -58,33 +59,120 @@ class Case:
 REVOCATION_FIXTURE = "revoked"
 
 
+CALLEE_CASES = ("pod", "service_account", "secret")
+"""The revocation cases whose token the callee grants until the bound object is deleted: a token of
+the allowed caller bound to a pod or a Secret, and one of the allow-listed dotted account (the second
+entry of ``${ALLOWED_SERVICE_ACCOUNTS}``), which the scenario creates and deletes. The legacy token is
+refused by every callee anyway (no audience; LEG-003): LEG-005 judges the cluster's part."""
+CALLEE_GRACE_AFTER_REVIEW_SECONDS = 10.0
+"""Beyond the callee's ``cache_seconds``: how long after the apiserver refuses a revoked token the
+callee may still grant it (the polling and one round trip)."""
+
+
+def _quietly(step: Callable[..., object], *args: object) -> Callable[[], None]:
+    """A cleanup step that ignores what is already gone."""
+
+    def run() -> None:
+        with contextlib.suppress(kubernetes.client.ApiException):
+            step(*args)
+
+    return run
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def ask_callee_until_refused(
+    k8s_cluster,
+    sut_run,
+    cases: dict[str, Case],
+    deleted_at: float,
+    timeout: float,
+    cancelled: Callable[[], None],
+) -> None:
+    """Ask the callee with each revoked token of :data:`CALLEE_CASES` it granted before the deletion
+    until it refuses them all, or ``timeout``; the callee's part of each case goes into its ``extra``.
+
+    A refusal counts only when a fresh token of the allowed caller is granted right after it: a
+    refusal for another reason (an outage some other check plays) proves nothing about revocation.
+    Seconds are from the moment the apiserver refused all of them (``refused_after_api_seconds``)
+    and from the deletion; the last grant seen after the deletion measures the window."""
+    asked = [key for key in CALLEE_CASES if granted(_int(cases[key].extra.get("store_before")))]
+    started = time.monotonic()
+    statuses: dict[str, list[int]] = {key: [] for key in asked}
+    refused_after: dict[str, float] = {}
+    last_grant: dict[str, float] = {}
+    controls: list[int] = []
+
+    def all_refused() -> bool:
+        cancelled()
+        now_refused = []
+        for key in (k for k in asked if k not in refused_after):
+            status = status_of(sut_run, cases[key].token.raw, timeout=10)
+            statuses[key].append(status)
+            if granted(status):
+                last_grant[key] = time.time()
+            elif refused(status):
+                now_refused.append(key)
+        if now_refused:
+            controls.append(status_of(sut_run, allowed_token(k8s_cluster, sut_run), timeout=10))
+            if granted(controls[-1]):
+                refused_after.update((key, round(time.monotonic() - started, 1)) for key in now_refused)
+        return len(refused_after) == len(asked)
+
+    with contextlib.suppress(WaitTimeout):
+        wait_until(all_refused, max(timeout, 0.1), "callee still grants", max_interval=0.5)
+    for key in CALLEE_CASES:
+        extra = cases[key].extra
+        extra["cache_seconds"] = sut_run.sut.callee.cache_seconds
+        extra["callee_asked"] = key in asked
+        if key not in asked:
+            continue
+        extra["store_after"] = statuses[key][-1] if statuses[key] else None
+        extra["store_refused_after_api_seconds"] = refused_after.get(key)
+        extra["store_polls"] = len(statuses[key])
+        extra["control_after_refusal"] = controls[-1] if controls else None
+        extra["asked_for_seconds"] = round(time.monotonic() - started, 1)
+        extra["last_granted_after_deletion_seconds"] = (
+            round(last_grant[key] - deleted_at, 1) if key in last_grant else None
+        )
+        extra["exp_after_deletion_seconds"] = round(float(cases[key].token.claims["exp"]) - deleted_at, 1)
+
+
 def _revocation(k8s_cluster, k8s_names, sut_run, cleanup: list[Callable[[], None]]):
     """Bind tokens to a pod, a service account, a secret and a legacy Secret and delete them all at
     once, here (the callee is asked before any check disturbs it); the returned scenario waits once
-    until every token is refused, then recreates same-name objects."""
+    until every token is refused by the apiserver and by the callee, then recreates same-name objects
+    and asks both again. The same code judges a TokenReview callee (REV-001..005) and an offline one
+    (REV-006): only the verdicts differ."""
     deployment = sut_run.deployment
     AUDIENCE = deployment.audience
     api = k8s_cluster.api_client
     core = resources.core(api)
     namespace = k8s_names("revocation")
     api_ns = deployment.caller.namespace
+    caller_sa = deployment.caller.service_account
 
     began = time.monotonic()
     resources.create_namespace(api, namespace, resources.run_labels(k8s_cluster.run_id))
     cleanup.append(lambda: resources.delete_namespace(api, namespace))
     resources.create_service_account(api, namespace, "bound")
-    resources.create_service_account(api, namespace, "doomed")
-    # The pod case uses the API service's own identity, so the secret store accepts it until revoked.
-    pod = resources.create_placeholder_pod(api, api_ns, "bound-pod", "api")
+    # The callee's cases use identities it grants: the allowed caller's own account (its token bound
+    # to a pod and to a Secret in its namespace) and the allow-listed dotted account beside it.
+    pod = resources.create_placeholder_pod(api, api_ns, "bound-pod", caller_sa)
     cleanup.append(lambda: resources.delete_pod(api, api_ns, "bound-pod"))
+    resources.create_service_account(api, api_ns, DOTTED_ALLOWED_NAME)
+    cleanup.append(_quietly(core.delete_namespaced_service_account, DOTTED_ALLOWED_NAME, api_ns))
     secret = core.create_namespaced_secret(
-        namespace,
+        api_ns,
         kubernetes.client.V1Secret(
             metadata=kubernetes.client.V1ObjectMeta(name="bound-secret"), string_data={"k": "v"}
         ),
     )
+    cleanup.append(_quietly(core.delete_namespaced_secret, "bound-secret", api_ns))
 
-    def issue(sa: str, bound: BoundObject | None, ns: str = namespace) -> Case:
+    def issue(sa: str, bound: BoundObject | None, ns: str) -> Case:
         token = request_token(api, ns, sa, audiences=[AUDIENCE], expiration_seconds=3600, bound_object=bound)
         return Case(token, review_token(api, token.raw, [AUDIENCE]))
 
@@ -96,18 +184,19 @@ def _revocation(k8s_cluster, k8s_names, sut_run, cleanup: list[Callable[[], None
     cases = {
         # Legacy tokens carry no audience: reviewed for the API audiences (None) they pass.
         "legacy": Case(legacy, review_token(api, legacy_raw, None)),
-        "pod": issue("api", BoundObject("Pod", "bound-pod", pod.metadata.uid), api_ns),
-        "service_account": issue("doomed", None),
-        "secret": issue("bound", BoundObject("Secret", "bound-secret", secret.metadata.uid)),
+        "pod": issue(caller_sa, BoundObject("Pod", "bound-pod", pod.metadata.uid), api_ns),
+        "service_account": issue(DOTTED_ALLOWED_NAME, None, api_ns),
+        "secret": issue(caller_sa, BoundObject("Secret", "bound-secret", secret.metadata.uid), api_ns),
     }
-    # The same token, presented to the secret store, is accepted before revocation.
+    # The same tokens, presented to the callee, are granted before revocation.
     with CALLEE_EXCLUSIVE:
-        cases["pod"].extra["store_before"] = store_says(sut_run, cases["pod"].token.raw)[0]
+        for key in CALLEE_CASES:
+            cases[key].extra["store_before"] = status_of(sut_run, cases[key].token.raw)
 
     started, deleted_at = time.monotonic(), time.time()
     resources.delete_pod(api, api_ns, "bound-pod")
-    core.delete_namespaced_service_account("doomed", namespace)
-    core.delete_namespaced_secret("bound-secret", namespace)
+    core.delete_namespaced_service_account(DOTTED_ALLOWED_NAME, api_ns)
+    core.delete_namespaced_secret("bound-secret", api_ns)
     core.delete_namespaced_secret(legacy_secret, namespace)
 
     def run(cancelled: Callable[[], None]) -> dict[str, Case]:
@@ -119,53 +208,42 @@ def _revocation(k8s_cluster, k8s_names, sut_run, cleanup: list[Callable[[], None
                     result = review_token(api, case.token.raw, audiences)
                     if not result.authenticated:
                         case.after, case.seconds = result, round(time.monotonic() - started, 1)
-                        case.extra["deleted_at"] = deleted_at
             return all(case.after is not None for case in cases.values())
 
+        for case in cases.values():
+            case.extra["deleted_at"] = deleted_at
         wait_until(
             all_refused, 40, "tokens still accepted 40 s after their objects were deleted", max_interval=1.0
         )
         # The callee may honour a success it cached for up to its cache_seconds after the API refuses.
-        # Asked with the callee undisturbed (the lock), and each refusal counted only when a fresh
-        # token of the allowed caller is granted right after it: a refusal for another reason (an
-        # outage some other check plays) proves nothing about revocation.
+        # Asked with the callee undisturbed (the lock).
         api_refused = time.monotonic()
-        cache = sut_run.sut.callee.cache_seconds
-        statuses: list[int] = []
-        controls: list[int] = []
-
-        def callee_refuses() -> bool:
-            cancelled()
-            statuses.append(store_says(sut_run, cases["pod"].token.raw)[0])
-            if not refused(statuses[-1]):
-                return False
-            controls.append(status_of(sut_run, allowed_token(k8s_cluster, sut_run), timeout=10))
-            return granted(controls[-1])
-
         with CALLEE_EXCLUSIVE:
             waited_for_callee = round(time.monotonic() - api_refused, 2)
-            with contextlib.suppress(WaitTimeout):
-                wait_until(
-                    callee_refuses,
-                    max(api_refused + cache + 10 - time.monotonic(), 0.1),
-                    "callee still grants",
-                    max_interval=0.5,
-                )
-            refused_after = round(time.monotonic() - api_refused, 1)
-        pod_case = cases["pod"].extra
-        pod_case["store_after"] = statuses[-1]
-        pod_case["store_refused_after_api_seconds"] = refused_after
-        pod_case["cache_seconds"] = cache
-        pod_case["control_after_refusal"] = controls[-1] if controls else None
-        pod_case["callee_asked_after_api_seconds"] = waited_for_callee
+            ask_callee_until_refused(
+                k8s_cluster,
+                sut_run,
+                cases,
+                deleted_at,
+                api_refused
+                + sut_run.sut.callee.cache_seconds
+                + CALLEE_GRACE_AFTER_REVIEW_SECONDS
+                - time.monotonic(),
+                cancelled,
+            )
+        for key in CALLEE_CASES:
+            cases[key].extra["callee_asked_after_api_seconds"] = waited_for_callee
 
-        # Same-name objects with new UIDs must not bring the tokens back.
-        new_pod = resources.create_placeholder_pod(api, api_ns, "bound-pod", "api")
-        new_sa = resources.create_service_account(api, namespace, "doomed")
+        # Same-name objects with new UIDs must not bring the tokens back, for the apiserver or the callee.
+        new_pod = resources.create_placeholder_pod(api, api_ns, "bound-pod", caller_sa)
+        new_sa = resources.create_service_account(api, api_ns, DOTTED_ALLOWED_NAME)
         cases["pod"].extra["new_pod_uid"] = new_pod.metadata.uid
         cases["service_account"].extra["new_sa_uid"] = new_sa.metadata.uid
         for key in ("pod", "service_account"):
             cases[key].after_recreate = review_token(api, cases[key].token.raw, [AUDIENCE])
+        with CALLEE_EXCLUSIVE:
+            for key in ("pod", "service_account"):
+                cases[key].extra["store_after_recreate"] = status_of(sut_run, cases[key].token.raw)
         for case in cases.values():
             case.extra["scenario_seconds"] = round(time.monotonic() - began, 2)
         return cases

@@ -6,11 +6,16 @@ an old-key token, retire the old keys, present the old-key token again, and rest
 (so nothing after this module sees a rotated cluster). The checks read what it observed; the timings
 are evidence.
 
-For a TokenReview callee the apiserver does the key work, so the callee has nothing to refresh:
-``key_refresh_seconds`` (60 s unless the SUT file declares another value) bounds how long it may take
-to recover its own connection to the restarted apiserver and to re-read its own credential, which the
-scenario re-issues with the new key as the kubelet would (emulated kubelet: a refresh; local-node: a
-kubelet restart). The callee is never restarted.
+``key_refresh_seconds`` (60 s unless the SUT file declares another value) is the allowance in both
+verification modes. For a TokenReview callee the apiserver does the key work, so the callee has
+nothing to refresh: the allowance bounds how long it may take to recover its own connection to the
+restarted apiserver and to re-read its own credential, which the scenario re-issues with the new key
+as the kubelet would (emulated kubelet: a refresh; local-node: a kubelet restart). A ``jwks`` callee
+verifies offline with the key set it fetched from ``${JWKS_URL}``: within the allowance it must pick
+up the new key (a refetch on the unknown ``kid``, or its periodic refresh) and, after the retirement,
+drop the old one (KEY-003 adds ``cache_seconds``: a success it cached may be honoured that long). A
+key set fetched once and never again fails KEY-001; one that only ever adds keys fails KEY-003. The
+callee is never restarted in either mode (its process id, or its pod's uid and restarts, are evidence).
 
 Only where the run holds the signing key's files (local, local-node): elsewhere the checks skip,
 saying why. Profile ``full``: three apiserver restarts cost 9-19 s each on the loaded 2-core CI VM
@@ -176,6 +181,7 @@ def key_rotation(k8s_cluster: Cluster, sut_run: SutRun) -> KeyScenario:
 
 def _common(check: Any, scenario: KeyScenario, run: SutRun) -> None:
     check.fidelity = run.deployment.fidelity  # the workloads' tokens were re-issued by its kubelet
+    check.record("verification", run.sut.callee.verification)
     check.record("original_kid", scenario.original_kid)
     check.record("added_kid", scenario.added.signing_kid)
     check.record("apiserver_restart_seconds", scenario.added.restart_seconds)

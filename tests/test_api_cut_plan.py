@@ -13,6 +13,7 @@ import datetime as dt
 from types import SimpleNamespace
 from typing import Any
 
+import kubernetes
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -40,7 +41,7 @@ def _cluster(ca: CertificateAuthority | None) -> Any:
 
 @pytest.fixture(autouse=True)
 def _no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api_cut.kubernetes.client, "CoreV1Api", _FakeCore)
+    monkeypatch.setattr(kubernetes.client, "CoreV1Api", _FakeCore)
     monkeypatch.delenv("K8S_SA_WORKLOAD_IMAGE", raising=False)
 
 
@@ -93,6 +94,11 @@ def test_with_the_cluster_ca_the_cut_serves_a_certificate_for_kubernetes() -> No
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == ["kubernetes"]
     assert cert.issuer == x509.load_pem_x509_certificate(ca.cert_pem).subject
+    # `relay` (KEY-004/005) verifies the apiserver with the cluster CA, for the name the callee uses
+    assert base64.b64decode(secret["data"]["ca.crt"]) == ca.cert_pem
+    pod = _by_kind(cut.docs)["Deployment"]["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert (env["UPSTREAM_CA_FILE"], env["UPSTREAM_NAME"]) == ("/etc/api-cut/ca.crt", "kubernetes")
 
 
 def test_a_sut_that_sets_the_address_itself_is_left_alone() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,7 @@ def test_every_pinned_module_builds_the_version_it_is_named_after(version):
     control = root / f"v{version}"
     assert (control / "go.mod").is_file()
     assert (control / "go.sum").is_file()
-    folders = {control: binaries.COMPONENTS.values()}
+    folders: dict[Path, Iterable[str]] = {control: binaries.COMPONENTS.values()}
     if (root / f"node-v{version}").is_dir():
         folders[root / f"node-v{version}"] = binaries.node_module_packages()
     for folder, packages in folders.items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_the_cli_prints_the_catalogue_in_every_format():
     assert one.stdout.startswith("SEC-003 (must, fast profile")
     assert "CVE-2015-9235" in one.stdout
     area = subprocess.run([*run, "REV"], capture_output=True, text=True, check=True)
-    assert [line.split()[0] for line in area.stdout.splitlines()[1:]] == [f"REV-00{i}" for i in range(1, 6)]
+    assert [line.split()[0] for line in area.stdout.splitlines()[1:]] == [f"REV-00{i}" for i in range(1, 7)]
     unknown = subprocess.run([*run, "NOPE-1"], capture_output=True, text=True, check=False)
     assert unknown.returncode == 2
     assert "unknown check id or area: NOPE-1" in unknown.stderr
@@ -165,3 +166,36 @@ def test_a_duplicate_id_is_refused():
     doubled = GOOD + GOOD.split("checks:\n", 1)[1]
     with pytest.raises(CatalogueError, match="X-001 appears twice"):
         parse(doubled)
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """``k8s-sa checks | head``: the reader is gone when the catalogue is written; no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader left before the first byte: every write fails with EPIPE
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest_k8s_sa.cli", "checks", "--format", "markdown"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    stderr = proc.stderr.decode()
+    assert "Traceback" not in stderr, stderr
+    assert proc.returncode == 141
+
+
+def test_every_check_says_why_it_does_not_apply_to_a_verification_mode() -> None:
+    """A check outside a callee's verification mode is reported not applicable with its own reason
+    (what judges such a callee instead), never a generic one."""
+    from pytest_k8s_sa.catalogue import VERIFICATIONS, load
+
+    missing = [
+        f"{entry.id}: {mode}"
+        for entry in load().entries
+        for mode in VERIFICATIONS
+        if mode not in entry.verification and mode not in dict(entry.not_applicable)
+    ]
+    assert not missing

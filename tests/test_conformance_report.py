@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,7 @@ def test_skips(check):
 """
 
 
-def _run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict, ET.Element]:
+def _run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, Any], ET.Element]:
     report, junit = pytester.path / "report.json", pytester.path / "junit.xml"
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", f"--conformance-report={report}", f"--junitxml={junit}", *args

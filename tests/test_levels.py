@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -19,8 +20,9 @@ def test_should(check):
 """
 
 
-def _report(pytester: pytest.Pytester) -> dict:
-    return json.loads((pytester.path / "r.json").read_text())
+def _report(pytester: pytest.Pytester) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads((pytester.path / "r.json").read_text())
+    return report
 
 
 def test_a_failed_should_check_is_reported_but_does_not_fail_the_run(pytester):

@@ -8,15 +8,21 @@ plain subprocess, exactly as a user would run it::
 
 on the local provider, and the run must fail (exit 1) by exactly the ``must`` checks listed in
 :data:`CAUGHT_BY` (``should`` checks that also fail are shown in the failure message, not asserted).
-``tests/mutants/reference/sut.yaml`` runs the unchanged reference workloads the same way: the
-control, which must pass. A mutant that no check catches is a missing check (suites/test_robustness.py
-holds those added so far). The README's table and BENCHMARKS.md's mutation score come from this table.
+A mutant that breaks only a ``should`` (:data:`SHOULD_CAUGHT_BY`) must leave the exit code 0, fail
+no ``must`` check and fail exactly those ``should`` checks. Mutants whose checks are in the ``full``
+profile (the signing-key rotation, KEY-001..003) run ``--conformance-profile full`` on the modules
+that hold them. ``tests/mutants/reference/sut.yaml`` runs the unchanged reference workloads the same
+way, and ``tests/mutants/jwks_reference/sut.yaml`` the offline (``verification: jwks``) control the
+``jwks_*`` mutants subclass: the controls, which must pass. A mutant that no check catches is a
+missing check (suites/test_robustness.py holds those added so far). The README's table and
+BENCHMARKS.md's mutation score come from this table.
 
 Time: a fast-profile run takes about 20 s on a quiet machine (70 s under heavy load), so by default
 each mutant's run selects only the suite modules that hold its expected checks (``pytest suites/x.py
 ...``): the verdict asserted is the same, a run is shorter. ``K8S_SA_MUTANTS_FULL=1`` runs the whole
-fast profile for every mutant instead, which proves that no *other* must check fails either (the
-table is exact); BENCHMARKS.md records such a run.
+fast profile for every mutant instead (the full profile, about 11 min, for the rotation mutants),
+which proves that no *other* must check fails either (the table is exact); BENCHMARKS.md records
+such a run.
 
 Why plain subprocesses: the inner run uses the kubernetes client, whose lazily imported models do not
 survive pytester's module restore; and a subprocess is what a user runs. Each inner run starts its own
@@ -36,6 +42,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pytest_k8s_sa.catalogue import load as load_catalogue
 from pytest_k8s_sa.sut.model import OTHER_AUDIENCES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +65,13 @@ CAUGHT_BY: dict[str, set[str]] = {
         "EXP-003",
         "LEG-003",
         "RBAC-001",
+        # REV-002..005 too: the revocation checks ask the callee with every revoked token (pod,
+        # service account, Secret), and it grants each of them until exp.
         "REV-001",
+        "REV-002",
+        "REV-003",
+        "REV-004",
+        "REV-005",
         "SEC-001",
         "SEC-002",
         "SEC-003",
@@ -88,7 +101,8 @@ CAUGHT_BY: dict[str, set[str]] = {
     "allow_list_in_raw_string": {"ALLOW-005"},  # `<ns>:<part of name>` is in the allow-list's text
     "grant_on_review_failure": {"CACHE-001", "RBAC-001", "SEC-011"},
     "caches_failures": {"CACHE-001"},
-    "caches_successes_forever": {"REV-001"},
+    # Every revoked token it granted before the deletion stays cached, recreated objects or not.
+    "caches_successes_forever": {"REV-001", "REV-002", "REV-003", "REV-004", "REV-005"},
     "server_error_is_authenticated": {"SEC-011"},
     "header_case_sensitive": {"HDR-001"},
     "logs_token": {"LOG-001"},
@@ -98,12 +112,29 @@ CAUGHT_BY: dict[str, set[str]] = {
     # Hangs while its API hangs (SEC-013, a `should`, fails too: no 503 within 15 s).
     "no_review_timeout": {"AVAIL-002"},
     "trusts_authenticated_alone": {"SEC-014"},
+    # verification: jwks (subclasses of tests/mutants/jwks_reference's OfflineStore)
+    # Never refetches: the new key is never known (KEY-001), the retired one never dropped (KEY-003).
+    "jwks_fetches_once": {"KEY-001", "KEY-003"},
+    "jwks_keeps_retired_keys": {"KEY-003"},  # the union of every key set it fetched
+    "jwks_issuer_unchecked": {"SEC-004"},
+    "jwks_trusts_jku": {"KEY-005"},  # the key set a token's `jku` names verifies it
 }
+SHOULD_CAUGHT_BY: dict[str, set[str]] = {
+    # mutant folder: the `should` checks that fail against it (no `must` check fails, exit code 0)
+    "jwks_refetch_per_unknown_kid": {"KEY-004"},  # a key-set fetch per unknown kid (no cooldown)
+}
+CONTROLS = ("reference", "jwks_reference")
 CONTROL = "reference"
 
 
 def mutant_folders() -> list[str]:
-    return sorted(p.name for p in MUTANTS.iterdir() if (p / "sut.yaml").is_file() and p.name != CONTROL)
+    return sorted(p.name for p in MUTANTS.iterdir() if (p / "sut.yaml").is_file() and p.name not in CONTROLS)
+
+
+def profile_of(check_ids: set[str]) -> str:
+    """``full`` when any of ``check_ids`` runs only in the full profile (the key rotation), else ``fast``."""
+    entries = [load_catalogue().get(i) for i in check_ids]
+    return "full" if any(e is not None and e.profile == "full" for e in entries) else "fast"
 
 
 def modules_of(check_ids: set[str]) -> list[str]:
@@ -118,7 +149,7 @@ def modules_of(check_ids: set[str]) -> list[str]:
 
 
 def run_suite(
-    sut: Path, report: Path, paths: list[str] | None = None
+    sut: Path, report: Path, paths: list[str] | None = None, profile: str = "fast"
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """``pytest suites --sut SUT`` (or only ``paths``) in a subprocess; the process and its JSON report."""
     # The inner run is a run of its own: not an xdist worker of ours, no inherited pytest settings.
@@ -133,7 +164,7 @@ def run_suite(
         "--k8s-provider",
         "local",
         "--conformance-profile",
-        "fast",
+        profile,
         "--conformance-report",
         str(report),
         "-p",
@@ -171,13 +202,18 @@ def explain(proc: subprocess.CompletedProcess[str], doc: dict[str, Any]) -> str:
 
 def test_the_catalogue_is_complete() -> None:
     """Every mutant folder has an expected verdict, and the catalogue has at least 12 mutants."""
-    assert set(mutant_folders()) == set(CAUGHT_BY)
+    assert set(mutant_folders()) == set(CAUGHT_BY) | set(SHOULD_CAUGHT_BY)
+    assert not set(CAUGHT_BY) & set(SHOULD_CAUGHT_BY)
     assert len(CAUGHT_BY) >= 12
     assert all(CAUGHT_BY.values()), "a mutant no check catches is a missing check: add one"
+    assert all(SHOULD_CAUGHT_BY.values()), "a mutant no check catches is a missing check: add one"
 
 
-def test_every_expected_check_exists() -> None:
-    modules_of(set().union(*CAUGHT_BY.values()) - {NOT_DEPLOYED})
+def test_every_expected_check_exists_at_its_level() -> None:
+    modules_of(set().union(*CAUGHT_BY.values(), *SHOULD_CAUGHT_BY.values()) - {NOT_DEPLOYED})
+    by_id = load_catalogue().by_id
+    assert {by_id[i].level for i in set().union(*CAUGHT_BY.values()) - {NOT_DEPLOYED}} == {"must"}
+    assert {by_id[i].level for i in set().union(*SHOULD_CAUGHT_BY.values())} == {"should"}
 
 
 def test_the_readme_table_matches() -> None:
@@ -186,22 +222,28 @@ def test_the_readme_table_matches() -> None:
     readme = readme[readme.index("### Mutants") :]
     readme = readme[: readme.index("\n### ", 1)]
     rows = dict(re.findall(r"^\| `([a-z_]+)` \| [^|]+ \| ([^|]+) \|$", readme, flags=re.M))
+    should = "(`should`)"
     table = {
-        name: {NOT_DEPLOYED} if "does not deploy" in cell else set(cell.replace(" ", "").split(","))
+        name: {NOT_DEPLOYED}
+        if "does not deploy" in cell
+        else set(cell.replace(should, "").replace(" ", "").split(","))
         for name, cell in rows.items()
     }
-    assert table == CAUGHT_BY
+    assert {n: ids for n, ids in table.items() if should not in rows[n]} == CAUGHT_BY
+    assert {n: ids for n, ids in table.items() if should in rows[n]} == SHOULD_CAUGHT_BY
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mutant", sorted(CAUGHT_BY))
 def test_the_suite_fails_the_mutant(mutant: str, tmp_path: Path) -> None:
     expected = CAUGHT_BY[mutant]
+    profile = "fast"
     if expected == {NOT_DEPLOYED}:
         paths = None if FULL else ["suites/test_acceptance.py"]
     else:
         paths = None if FULL else modules_of(expected)
-    proc, doc = run_suite(MUTANTS / mutant / "sut.yaml", tmp_path / "report.json", paths)
+        profile = profile_of(expected)
+    proc, doc = run_suite(MUTANTS / mutant / "sut.yaml", tmp_path / "report.json", paths, profile)
     assert doc, f"no report was written:\n{explain(proc, doc)}"
     assert proc.returncode == 1, f"the suite did not fail the mutant {mutant}:\n{explain(proc, doc)}"
     if expected == {NOT_DEPLOYED}:
@@ -212,12 +254,50 @@ def test_the_suite_fails_the_mutant(mutant: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_suite_passes_the_reference(tmp_path: Path) -> None:
-    """The control: the unchanged reference workloads, run through a SUT file the same way, pass."""
-    proc, doc = run_suite(MUTANTS / CONTROL / "sut.yaml", tmp_path / "report.json")
+@pytest.mark.parametrize("mutant", sorted(SHOULD_CAUGHT_BY))
+def test_the_suite_reports_the_should_mutant(mutant: str, tmp_path: Path) -> None:
+    """A mutant that breaks only a `should`: reported as exactly those failed `should` checks, while
+    the exit code stays 0 (no `must` check fails; `--conformance-strict` would make it 1)."""
+    expected = SHOULD_CAUGHT_BY[mutant]
+    paths = None if FULL else modules_of(expected)
+    proc, doc = run_suite(
+        MUTANTS / mutant / "sut.yaml", tmp_path / "report.json", paths, profile_of(expected)
+    )
     assert doc, f"no report was written:\n{explain(proc, doc)}"
     assert proc.returncode == 0, explain(proc, doc)
-    assert failed_ids(doc) == set()
+    assert failed_ids(doc) == set(), explain(proc, doc)
+    assert failed_ids(doc, "should") == expected, explain(proc, doc)
+
+
+CONTROL_FINDINGS: dict[str, set[str]] = {
+    # A correct offline verifier cannot see deleted objects: it grants a revoked token until its exp.
+    # REV-006 (should) says so with the measured window; that finding is the point of the check.
+    "jwks_reference": {"REV-006"},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("control", "profile", "paths"),
+    [
+        ("reference", "fast", None),
+        ("jwks_reference", "fast", None),
+        # The key rotation the jwks mutants are judged by (full profile, only its module).
+        ("jwks_reference", "full", ["suites/test_keys.py"]),
+    ],
+)
+def test_the_suite_passes_the_reference(
+    control: str, profile: str, paths: list[str] | None, tmp_path: Path
+) -> None:
+    """The controls: the unchanged reference workloads, and the offline (jwks) control the jwks
+    mutants subclass, run through a SUT file the same way, pass every `must` check; their `should`
+    findings are exactly :data:`CONTROL_FINDINGS`."""
+    proc, doc = run_suite(MUTANTS / control / "sut.yaml", tmp_path / "report.json", paths, profile)
+    assert doc, f"no report was written:\n{explain(proc, doc)}"
+    assert proc.returncode == 0, explain(proc, doc)
+    assert failed_ids(doc) == set(), explain(proc, doc)
+    expected = CONTROL_FINDINGS.get(control, set()) if profile == "fast" and paths is None else set()
+    assert failed_ids(doc, "should") == expected, explain(proc, doc)
     assert doc["summary"]["passed"] > 0
 
 

@@ -34,6 +34,7 @@ import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,8 +119,8 @@ def _conftest_for(block: Block) -> Block | None:
     return before[-1] if before else None
 
 
-def _params() -> list[object]:
-    params = []
+def _params() -> list[Any]:
+    params: list[Any] = []
     for block in BLOCKS:
         if block.is_conftest:
             continue  # runs with the test-file blocks after it

@@ -12,13 +12,14 @@ import datetime as dt
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 from pytest_k8s_sa.report import artifacts
 from pytest_k8s_sa.report.redact import find_tokens
 
 
 def _token(jti: str) -> str:
-    def part(doc: dict) -> str:
+    def part(doc: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
 
     return f"{part({'alg': 'RS256'})}.{part({'jti': jti, 'sub': 'system:serviceaccount:a:b'})}.c2ln"

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,14 +31,14 @@ skip naming the missing command and the apt-get line."""
 
 
 @pytest.fixture(scope="module")
-def recorded() -> dict:
-    report = json.loads(RECORDED.read_text())
+def recorded() -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(RECORDED.read_text())
     assert schema.errors(report) == [], "the recorded report no longer fits the schema: re-record it"
     return report
 
 
 @pytest.fixture(scope="module")
-def page_file(recorded: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def page_file(recorded: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("html") / "report.html"
     path.write_text(html.render(recorded), encoding="utf-8")
     return path
@@ -53,7 +54,12 @@ def browser():
 
 
 def _visible_ids(page) -> list[str]:
-    return page.eval_on_selector_all("details.check:not(.hidden)", "nodes => nodes.map(n => n.dataset.id)")
+    return [
+        str(i)
+        for i in page.eval_on_selector_all(
+            "details.check:not(.hidden)", "nodes => nodes.map(n => n.dataset.id)"
+        )
+    ]
 
 
 def test_the_page_reads_offline_and_filters_down_to_the_failed_check(browser, page_file, recorded):

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ RECORD = os.environ.get("K8S_SA_RECORD_REPORTS", "") not in ("", "0")
 
 
 @pytest.fixture(scope="module")
-def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("real-run")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "K8S_SA_", "GITHUB_"))}
     env["GITHUB_STEP_SUMMARY"] = str(out / "step-summary.md")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from pytest_k8s_sa.report import markdown, schema, verdict
 from pytest_k8s_sa.report.redact import JWT, find_tokens, redact, token_summary
 
 
-def _b64(doc: dict) -> str:
+def _b64(doc: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
 
 
@@ -53,7 +54,7 @@ def test_should_fails(check):
 
 
 @pytest.fixture
-def outputs(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> dict:
+def outputs(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     pytester.makepyfile(test_checks=CHECKS)
     step = pytester.path / "step-summary.md"
     step.write_text("# earlier step\n")

@@ -8,6 +8,7 @@ import kubernetes
 import pytest
 
 from pytest_k8s_sa.cluster import resources
+from pytest_k8s_sa.components.node.images import PLACEHOLDER_IMAGE
 from pytest_k8s_sa.deploy import DeployError, describe_pod, failing_reason, wait_for_rollout
 
 
@@ -23,7 +24,7 @@ def _waiting(api: kubernetes.client.ApiClient, namespace: str, name: str, reason
         "containerStatuses": [
             {
                 "name": "main",
-                "image": resources.PLACEHOLDER_IMAGE,
+                "image": PLACEHOLDER_IMAGE,
                 "imageID": "",
                 "ready": False,
                 "restartCount": 3 if reason == "CrashLoopBackOff" else 0,

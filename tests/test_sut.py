@@ -69,6 +69,16 @@ def test_the_caller_is_optional_and_x_client_id_is_the_default_header(tmp_path):
     assert loaded.caller is None
     assert loaded.callee.credential_headers("t") == {"X-Client-Id": "t"}
     assert loaded.callee.decision_timeout_seconds == 15.0
+    assert loaded.callee.verification == "tokenreview"
+    assert loaded.callee.key_refresh_seconds == 60.0
+
+
+def test_a_jwks_callee_declares_its_mode_and_key_refresh(tmp_path):
+    callee = "{command: [x, '${JWKS_URL}'], audience: a, verification: jwks, key_refresh_seconds: 900,"
+    callee += " env: {I: '${ISSUER_URL}', C: '${CA_FILE}'}}"
+    loaded = sut.load(write(tmp_path, f"implementation: {{name: x}}\ncallee: {callee}"))
+    assert loaded.callee.verifies_offline
+    assert loaded.callee.key_refresh_seconds == 900
 
 
 @pytest.mark.parametrize("seconds", [0.5, 15, 60])
@@ -141,6 +151,18 @@ def test_the_decision_timeout_is_above_0_and_at_most_60(tmp_path, seconds):
         (
             "implementation: {name: x}\ncallee: {command: [x], audience: a, decision_timeout_seconds: soon}",
             "callee.decision_timeout_seconds: must be a number",
+        ),
+        (
+            "implementation: {name: x}\ncallee: {command: [x], audience: a, verification: oidc}",
+            "callee.verification: 'oidc' is not a verification mode: write tokenreview",
+        ),
+        (
+            "implementation: {name: x}\ncallee: {command: [x], audience: a, key_refresh_seconds: 901}",
+            "callee.key_refresh_seconds: 901 is out of range (0 to 900)",
+        ),
+        (
+            "implementation: {name: x}\ncallee: {command: [x], audience: a, key_refresh_seconds: 0}",
+            "callee.key_refresh_seconds: 0 must be above 0",
         ),
     ],
 )

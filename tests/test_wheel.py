@@ -19,6 +19,7 @@ import sys
 import venv
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,8 +73,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     return target, env
 
 
-def _report(path: Path) -> dict:
-    return json.loads(path.read_text())
+def _report(path: Path) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(path.read_text())
+    return report
 
 
 def test_k8s_sa_conformance_runs_the_installed_suite_from_an_empty_folder(installed, tmp_path):

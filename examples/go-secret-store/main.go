@@ -20,6 +20,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -44,6 +45,8 @@ const (
 	bodyNoHeader    = "X-Client-Id header required"
 	bodyDenied      = "permission denied"
 	bodyUnavailable = "token review unavailable"
+	// jwks mode: the token names a key the store does not hold and the key set cannot be fetched.
+	bodyKeysUnavailable = "key set unavailable"
 )
 
 // allowList holds "namespace:name" entries; both parts must match.
@@ -73,11 +76,18 @@ type reviewer interface {
 	Create(ctx context.Context, review *authv1.TokenReview, opts metav1.CreateOptions) (*authv1.TokenReview, error)
 }
 
+// authenticator names the caller's service account ("system:serviceaccount:<ns>:<name>") or
+// returns the refusal (its status and reason): TokenReview or the offline JWKS verifier.
+type authenticator interface {
+	authenticate(ctx context.Context, token string) (string, decision)
+}
+
 type store struct {
-	reviews  reviewer
-	audience string
-	allowed  allowList
-	timeout  time.Duration
+	authn   authenticator
+	allowed allowList
+	timeout time.Duration
+	// the 503 body (default bodyUnavailable)
+	unavailable string
 }
 
 type decision struct {
@@ -101,30 +111,44 @@ func (s *store) decide(r *http.Request) decision {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
-	review, err := s.reviews.Create(ctx, &authv1.TokenReview{
-		Spec: authv1.TokenReviewSpec{Token: token, Audiences: []string{s.audience}},
+	username, refused := s.authn.authenticate(ctx, token)
+	if refused.status != 0 {
+		return refused
+	}
+	account, isSA := strings.CutPrefix(username, saPrefix)
+	ns, name, ok := strings.Cut(account, ":")
+	if !isSA || !ok || ns == "" || name == "" || strings.Contains(name, ":") || !s.allowed[ns+":"+name] {
+		return decision{http.StatusForbidden, "not-allowed", username}
+	}
+	return decision{http.StatusOK, "allowed", username}
+}
+
+// tokenReviewer asks the TokenReview API, for the store's own audience.
+type tokenReviewer struct {
+	reviews  reviewer
+	audience string
+}
+
+func (t *tokenReviewer) authenticate(ctx context.Context, token string) (string, decision) {
+	review, err := t.reviews.Create(ctx, &authv1.TokenReview{
+		Spec: authv1.TokenReviewSpec{Token: token, Audiences: []string{t.audience}},
 	}, metav1.CreateOptions{})
 	if err != nil || review == nil {
 		// Fail closed: whatever went wrong (refused, forbidden, timeout, 5xx), nobody is let in.
-		return decision{http.StatusServiceUnavailable, "review-failed", ""}
+		return "", decision{http.StatusServiceUnavailable, "review-failed", ""}
 	}
 	st := review.Status
 	if !st.Authenticated || st.Error != "" {
-		return decision{http.StatusForbidden, "not-authenticated", ""}
+		return "", decision{http.StatusForbidden, "not-authenticated", ""}
 	}
 	audienceOK := false
 	for _, aud := range st.Audiences {
-		audienceOK = audienceOK || aud == s.audience
+		audienceOK = audienceOK || aud == t.audience
 	}
 	if !audienceOK {
-		return decision{http.StatusForbidden, "audience-mismatch", st.User.Username}
+		return "", decision{http.StatusForbidden, "audience-mismatch", st.User.Username}
 	}
-	account, isSA := strings.CutPrefix(st.User.Username, saPrefix)
-	ns, name, ok := strings.Cut(account, ":")
-	if !isSA || !ok || ns == "" || name == "" || strings.Contains(name, ":") || !s.allowed[ns+":"+name] {
-		return decision{http.StatusForbidden, "not-allowed", st.User.Username}
-	}
-	return decision{http.StatusOK, "allowed", st.User.Username}
+	return st.User.Username, decision{}
 }
 
 func (s *store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -140,6 +164,9 @@ func (s *store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.StatusForbidden:          bodyDenied,
 		http.StatusServiceUnavailable: bodyUnavailable,
 	}[d.status]
+	if d.status == http.StatusServiceUnavailable && s.unavailable != "" {
+		body = s.unavailable
+	}
 	write(w, d.status, body)
 }
 
@@ -168,7 +195,99 @@ func restConfig() (*rest.Config, string, error) {
 	return cfg, "in-cluster", err
 }
 
-func run() error {
+// seconds reads an environment variable holding seconds in (0, max], or def when it is unset.
+func seconds(name string, def, max float64) (time.Duration, error) {
+	value := def
+	if raw := os.Getenv(name); raw != "" {
+		parsed, err := strconv.ParseFloat(raw, 64)
+		if err != nil || parsed <= 0 || parsed > max {
+			return 0, fmt.Errorf("%s=%q is not a number of seconds in (0, %g]", name, raw, max)
+		}
+		value = parsed
+	}
+	return time.Duration(value * float64(time.Second)), nil
+}
+
+// verificationMode: the -verify flag when given, else $VERIFY, else tokenreview.
+func verificationMode(args []string) (string, error) {
+	flags := flag.NewFlagSet("secret-store", flag.ContinueOnError)
+	verify := flags.String("verify", "", "tokenreview (ask the TokenReview API) or jwks (verify offline against the cluster's key set); default $VERIFY, else tokenreview")
+	if err := flags.Parse(args); err != nil {
+		return "", err
+	}
+	if flags.NArg() > 0 {
+		return "", fmt.Errorf("unexpected arguments %q", flags.Args())
+	}
+	mode := *verify
+	if mode == "" {
+		mode = os.Getenv("VERIFY")
+	}
+	switch mode {
+	case "", "tokenreview":
+		return "tokenreview", nil
+	case "jwks":
+		return "jwks", nil
+	}
+	return "", fmt.Errorf("-verify/VERIFY=%q: want tokenreview or jwks", mode)
+}
+
+func tokenReviewStore(audience string, allowed allowList) (*store, map[string]any, error) {
+	timeout, err := seconds("REVIEW_TIMEOUT_SECONDS", 5, 300)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, source, err := restConfig()
+	if err != nil {
+		return nil, nil, fmt.Errorf("no Kubernetes API credentials (%s): %w", source, err)
+	}
+	cfg.Timeout = timeout
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := &store{authn: &tokenReviewer{client.AuthenticationV1().TokenReviews(), audience}, allowed: allowed, timeout: timeout}
+	return s, map[string]any{"api_credentials": source}, nil
+}
+
+func jwksStore(ctx context.Context, audience string, allowed allowList) (*store, map[string]any, error) {
+	cfg := jwksConfig{
+		issuer:     os.Getenv("ISSUER_URL"),
+		jwksURL:    os.Getenv("JWKS_URL"),
+		caFile:     os.Getenv("CA_FILE"),
+		audience:   audience,
+		unknownKID: unknownKIDEvery,
+	}
+	if cfg.issuer == "" || cfg.jwksURL == "" {
+		return nil, nil, errors.New("-verify=jwks needs ISSUER_URL (the iss every token carries) and JWKS_URL (https)")
+	}
+	var err error
+	if cfg.refresh, err = seconds("KEY_REFRESH_SECONDS", 60, 3600); err != nil {
+		return nil, nil, err
+	}
+	if cfg.fetchTimeout, err = seconds("KEY_FETCH_TIMEOUT_SECONDS", 5, 10); err != nil {
+		return nil, nil, err
+	}
+	keys, err := newKeySet(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := &store{
+		authn:       newJWKSVerifier(keys, cfg.issuer, audience),
+		allowed:     allowed,
+		timeout:     cfg.fetchTimeout + time.Second,
+		unavailable: bodyKeysUnavailable,
+	}
+	return s, map[string]any{
+		"issuer": cfg.issuer, "jwks_url": cfg.jwksURL, "ca_file": cfg.caFile,
+		"key_refresh_seconds": cfg.refresh.Seconds(), "key_set_available": keys.available(),
+	}, nil
+}
+
+func run(args []string) error {
+	mode, err := verificationMode(args)
+	if err != nil {
+		return err
+	}
 	allowed, err := parseAllowList(os.Getenv("ALLOWED_SERVICE_ACCOUNTS"))
 	if err != nil {
 		return err
@@ -177,43 +296,36 @@ func run() error {
 	if audience == "" {
 		audience = "secret-store"
 	}
-	timeout := 5 * time.Second
-	if raw := os.Getenv("REVIEW_TIMEOUT_SECONDS"); raw != "" {
-		seconds, err := strconv.ParseFloat(raw, 64)
-		if err != nil || seconds <= 0 || seconds > 300 {
-			return fmt.Errorf("REVIEW_TIMEOUT_SECONDS=%q is not a number of seconds in (0, 300]", raw)
-		}
-		timeout = time.Duration(seconds * float64(time.Second))
-	}
 	listen := os.Getenv("LISTEN_ADDR")
 	if listen == "" {
 		listen = ":8081"
 	}
-	cfg, source, err := restConfig()
-	if err != nil {
-		return fmt.Errorf("no Kubernetes API credentials (%s): %w", source, err)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var s *store
+	var details map[string]any
+	if mode == "jwks" {
+		s, details, err = jwksStore(ctx, audience, allowed)
+	} else {
+		s, details, err = tokenReviewStore(audience, allowed)
 	}
-	cfg.Timeout = timeout
-	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
-	s := &store{client.AuthenticationV1().TokenReviews(), audience, allowed, timeout}
 	server := &http.Server{
 		Addr:              listen,
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = server.Shutdown(shutdown)
 	}()
-	logEvent(map[string]any{"event": "listening", "addr": listen, "audience": audience, "api_credentials": source})
+	details["event"], details["addr"], details["audience"], details["verification"] = "listening", listen, audience, mode
+	logEvent(details)
 	if err := server.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -221,7 +333,7 @@ func run() error {
 }
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(os.Args[1:]); err != nil {
 		logEvent(map[string]any{"event": "fatal", "error": err.Error()})
 		os.Exit(2)
 	}

@@ -55,6 +55,12 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+HEALTH_POLL_SECONDS = 0.1
+"""The longest pause between two health probes of a starting process: probes are loopback requests,
+and every tenth of a second a component is ready before it is seen so lengthens every start (the
+control plane's four waits and each workload's come before the first check)."""
+
+
 class ProcessError(K8sSAError):
     """A managed process failed to start or to become healthy."""
 
@@ -129,7 +135,7 @@ class Process:
                 return False
 
         try:
-            wait_until(check, timeout, f"{self.name} was not {what}")
+            wait_until(check, timeout, f"{self.name} was not {what}", max_interval=HEALTH_POLL_SECONDS)
         except WaitTimeout as exc:
             raise ProcessError(f"{exc}.\n{self.log_tail()}") from None
 
@@ -169,11 +175,15 @@ def kill_group(pgid: int, grace: float, wait: Callable[[float], object] | None =
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    if wait is not None:  # our own child: reap it, then look at the rest of its group
+    leader_gone = False
+    if wait is not None:  # our own child: reap it, then give the rest of its group a moment
         with contextlib.suppress(subprocess.TimeoutExpired):
             wait(grace)
-    with contextlib.suppress(WaitTimeout):
-        wait_until(lambda: not _group_alive(pgid), grace if wait is None else 1.0, "group exit")
+            leader_gone = True
+    if wait is None or leader_gone:
+        with contextlib.suppress(WaitTimeout):
+            wait_until(lambda: not _group_alive(pgid), grace if wait is None else 1.0, "group exit")
+    # A leader still running after its grace gets SIGKILL now, not another second of waiting.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
 

@@ -27,6 +27,7 @@ MODES = ("process", "pod")
 VERIFICATIONS = ("tokenreview", "jwks")
 ID_PATTERN = re.compile(r"^(?P<area>[A-Z]+)-\d{3}$")
 REQUIRED = ("id", "title", "level", "profile", "modes", "requirement", "why", "sources", "fix")
+OPTIONAL = ("verification", "not_applicable")
 RFC2119 = re.compile(r"\b(MUST|MUST NOT|SHOULD|SHOULD NOT|SHALL|REQUIRED|MAY)\b")
 
 
@@ -58,6 +59,9 @@ class Entry:
     why: str
     sources: tuple[Source, ...]
     fix: str
+    not_applicable: tuple[tuple[str, str], ...] = ()
+    """For each verification mode outside ``verification``: why the check does not apply to such a
+    callee, and what judges it instead (the report's reason)."""
 
     @property
     def area(self) -> str:
@@ -66,6 +70,13 @@ class Entry:
     def applies_to(self, mode: str | None) -> bool:
         """Whether the check applies to a run in ``mode`` (None: unknown, so it applies)."""
         return mode is None or mode in self.modes
+
+    def why_not_applicable(self, verification: str) -> str | None:
+        """Why the check does not judge a callee of ``verification`` (None: it does)."""
+        if verification in self.verification:
+            return None
+        reason = dict(self.not_applicable).get(verification)
+        return reason or f"{self.id} judges callees that verify by {' or '.join(self.verification)}"
 
     def as_dict(self) -> dict[str, Any]:
         """The catalogue fields as the report and ``k8s-sa checks --format json`` carry them."""
@@ -81,6 +92,7 @@ class Entry:
             "why": self.why,
             "sources": [s.as_dict() for s in self.sources],
             "fix": self.fix,
+            "not_applicable": dict(self.not_applicable),
         }
 
 
@@ -133,7 +145,7 @@ def _entry(raw: Any, references: dict[str, Source], areas: dict[str, str], index
         raise CatalogueError(f"checks[{index}] must be a mapping, not {type(raw).__name__}")
     where = f"checks[{index}] ({raw.get('id', '?')})"
     missing = [k for k in REQUIRED if k not in raw]
-    extra = sorted(set(raw) - {*REQUIRED, "verification"})
+    extra = sorted(set(raw) - {*REQUIRED, *OPTIONAL})
     if missing or extra:
         raise CatalogueError(f"{where}: missing {missing or 'nothing'}, unknown keys {extra or 'none'}")
     check_id = _text(raw, "id", where)
@@ -149,18 +161,36 @@ def _entry(raw: Any, references: dict[str, Source], areas: dict[str, str], index
     keys = raw["sources"]
     if not isinstance(keys, list) or not keys or any(k not in references for k in keys):
         raise CatalogueError(f"{where}: `sources` must list keys of `references`; got {keys!r}")
+    verification = _choices(raw.get("verification", ["tokenreview"]), VERIFICATIONS, "verification", where)
     return Entry(
         id=check_id,
         title=_text(raw, "title", where),
         level=level,
         profile=profile,
         modes=_choices(raw["modes"], MODES, "modes", where),
-        verification=_choices(raw.get("verification", ["tokenreview"]), VERIFICATIONS, "verification", where),
+        verification=verification,
         requirement=requirement,
         why=_text(raw, "why", where),
         sources=tuple(references[k] for k in keys),
         fix=_text(raw, "fix", where),
+        not_applicable=_not_applicable(raw.get("not_applicable"), verification, where),
     )
+
+
+def _not_applicable(raw: Any, verification: tuple[str, ...], where: str) -> tuple[tuple[str, str], ...]:
+    """``not_applicable``: a reason for verification modes the check does not judge (only those; the
+    shipped catalogue gives one for each, ``tests/test_catalogue.py`` makes sure)."""
+    outside = [v for v in VERIFICATIONS if v not in verification]
+    reasons = {} if raw is None else raw
+    if not isinstance(reasons, dict) or any(mode not in outside for mode in reasons):
+        raise CatalogueError(
+            f"{where}: `not_applicable` maps verification modes the check does not judge "
+            f"({', '.join(outside) or 'none'}) to a reason; got {raw!r}"
+        )
+    for mode, reason in reasons.items():
+        if not isinstance(reason, str) or not reason.strip():
+            raise CatalogueError(f"{where}: `not_applicable.{mode}` must be a non-empty string")
+    return tuple((mode, str(reasons[mode]).strip()) for mode in outside if mode in reasons)
 
 
 def parse(text: str) -> Catalogue:

@@ -183,6 +183,29 @@ def grant_auth_delegator(
     kubernetes.client.RbacAuthorizationV1Api(api_client).create_cluster_role_binding(body)
 
 
+ISSUER_DISCOVERY_ROLE = "system:service-account-issuer-discovery"
+"""The bootstrap ClusterRole that reads ``/.well-known/openid-configuration`` and ``/openid/v1/jwks``."""
+
+
+def grant_issuer_discovery(
+    api_client: kubernetes.client.ApiClient, binding_name: str, labels: dict[str, str]
+) -> None:
+    """Bind :data:`ISSUER_DISCOVERY_ROLE` to ``system:unauthenticated`` (the Kubernetes docs' way to
+    let offline verifiers without credentials fetch the discovery document and the key set)."""
+    body = kubernetes.client.V1ClusterRoleBinding(
+        metadata=kubernetes.client.V1ObjectMeta(name=binding_name, labels=labels),
+        role_ref=kubernetes.client.V1RoleRef(
+            api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=ISSUER_DISCOVERY_ROLE
+        ),
+        subjects=[
+            kubernetes.client.RbacV1Subject(
+                kind="Group", name="system:unauthenticated", api_group="rbac.authorization.k8s.io"
+            )
+        ],
+    )
+    kubernetes.client.RbacAuthorizationV1Api(api_client).create_cluster_role_binding(body)
+
+
 def delete_cluster_role_binding(api_client: kubernetes.client.ApiClient, name: str) -> None:
     _ignore_404(kubernetes.client.RbacAuthorizationV1Api(api_client).delete_cluster_role_binding, name)
 

@@ -138,12 +138,38 @@ def identities(target: Target) -> Identities:
     return Identities(*made)
 
 
-def grant_review_rights(target: Target, callee: Identity) -> str:
-    """``system:auth-delegator`` for the callee (it creates TokenReviews); returns the binding's name."""
+JWKS_PATH = "/openid/v1/jwks"
+"""The apiserver's key-set endpoint (the discovery document's ``jwks_uri`` names it too)."""
+POD_CA_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+"""``${CA_FILE}`` in pod mode: the service-account volume's CA bundle (it verifies the cut too)."""
+
+
+def grant_review_rights(target: Target, callee: Identity) -> str | None:
+    """``system:auth-delegator`` for a TokenReview callee (it creates TokenReviews); returns the
+    binding's name. A ``jwks`` callee gets none: it verifies offline and needs no API rights, and one
+    that asks TokenReview all the same (a wrong declaration) fails to deploy rather than pass for it."""
+    if target.sut.callee.verifies_offline:
+        return None
     binding = target.names("k8s-sa-sut-auth-delegator")
     resources.grant_auth_delegator(
         target.api_client, binding, callee.namespace, callee.service_account, target.labels
     )
+    target.stack.defer(resources.delete_cluster_role_binding, target.api_client, binding)
+    return binding
+
+
+def open_issuer_discovery(target: Target) -> str | None:
+    """For a ``jwks`` callee, make issuer discovery and the key set readable without credentials,
+    as the Kubernetes docs describe (``system:service-account-issuer-discovery`` bound to
+    ``system:unauthenticated``), until the run ends; returns the binding's name (None: not needed).
+
+    Why unauthenticated: an offline verifier (Envoy's ``jwt_authn``, a JWKS client library) fetches
+    the key set with no Kubernetes credentials; the default binding only admits service accounts.
+    """
+    if not target.sut.callee.verifies_offline:
+        return None
+    binding = target.names("k8s-sa-issuer-discovery")
+    resources.grant_issuer_discovery(target.api_client, binding, target.labels)
     target.stack.defer(resources.delete_cluster_role_binding, target.api_client, binding)
     return binding
 
@@ -176,6 +202,9 @@ def values(sut: Sut, **overrides: str) -> dict[str, str]:
         "CALLEE_URL": "",
         "TOKEN_PATH": "",
         "PYTHON": python_executable(),
+        "ISSUER_URL": "",
+        "JWKS_URL": "",
+        "CA_FILE": "",
     }
     filled.update(overrides)
     return filled
@@ -270,7 +299,10 @@ def process_cut(target: Target, callee: Identity) -> ProcessCut:
     target.stack.defer(volume.stop)
     server = urlsplit(target.api_client.configuration.host)
     proxy = FlakyApi(
-        (server.hostname or "127.0.0.1", server.port or 443), server_pair, target.workdir / "api-proxy"
+        (server.hostname or "127.0.0.1", server.port or 443),
+        server_pair,
+        target.workdir / "api-proxy",
+        upstream_ca_file=target.api_client.configuration.ssl_ca_cert,
     )
     proxy.start()
     target.stack.defer(proxy.stop)
@@ -334,6 +366,9 @@ def process_callee(target: Target, ids: Identities, cut: ProcessCut) -> Workload
         ALLOWED_SERVICE_ACCOUNTS=ids.caller.allowed,
         KUBECONFIG=str(cut.kubeconfig),
         NAMESPACE=ids.callee.namespace,
+        ISSUER_URL=target.cluster.issuer,
+        JWKS_URL=f"{cut.proxy.url}{JWKS_PATH}",
+        CA_FILE=str(cut.volume.directory / "ca.crt"),
     )
     proc = start_process(target, "callee", target.sut.callee, filled, port)
     return ids.callee.workload(f"http://127.0.0.1:{port}", projector=cut.volume, process=proc)
@@ -450,7 +485,13 @@ def pod_callee(target: Target, ids: Identities, rollout: Rollout) -> tuple[api_c
     sut, callee = target.sut, ids.callee
     port = sut.callee.port
     filled = values(
-        sut, PORT=str(port), ALLOWED_SERVICE_ACCOUNTS=ids.caller.allowed, NAMESPACE=callee.namespace
+        sut,
+        PORT=str(port),
+        ALLOWED_SERVICE_ACCOUNTS=ids.caller.allowed,
+        NAMESPACE=callee.namespace,
+        ISSUER_URL=target.cluster.issuer,
+        JWKS_URL=f"https://{api_cut.SERVICE}:{api_cut.SERVICE_PORT}{JWKS_PATH}",
+        CA_FILE=POD_CA_FILE,
     )
     spec = sut_pod(sut.callee, "callee", filled, service_account=callee.service_account)
     cut = api_cut.plan(target.cluster, callee.namespace, sut.callee.environment(filled), target.labels)

@@ -84,7 +84,7 @@ class SutRun:
     mode: str
     """``process``, ``pod``, or ``manifests`` (the reference workloads without a SUT file)."""
     binding: str | None = None
-    """The callee's ``system:auth-delegator`` ClusterRoleBinding."""
+    """The callee's ``system:auth-delegator`` ClusterRoleBinding (None: a ``jwks`` callee has none)."""
     api_cut: ApiCutControl | None = None
     """The cut between the callee and its Kubernetes API (process mode: a loopback proxy named by its
     kubeconfig; pod mode: :mod:`.apicut.pod_mode`); None: the callee's API cannot be cut here."""
@@ -132,6 +132,7 @@ def _processes(target: steps.Target) -> SutRun:
     )
     ids = steps.identities(target)
     binding = steps.grant_review_rights(target, ids.callee)
+    steps.open_issuer_discovery(target)
     cut = steps.process_cut(target, ids.callee)
     callee = steps.process_callee(target, ids, cut)
     verdict = steps.callee_ready(target, ids.caller, callee.url)
@@ -170,6 +171,7 @@ def _pods(target: steps.Target) -> SutRun:
     load_archives(cluster, sut)
     ids = steps.identities(target)
     binding = steps.grant_review_rights(target, ids.callee)
+    steps.open_issuer_discovery(target)
     rollout = steps.Rollout()
     cut, cut_pod = steps.pod_callee(target, ids, rollout)
     if sut.caller is not None:

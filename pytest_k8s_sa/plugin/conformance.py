@@ -74,7 +74,7 @@ REPORT_SCHEMA = {
     "strict": "bool: should-level failures fail the run (--conformance-strict)",
     "tool": "{name, version}: this package",
     "mode": "str|null: process | pod (how the SUT ran)",
-    "verification": "str: tokenreview",
+    "verification": "str: tokenreview | jwks (the SUT file's callee.verification)",
     "result": "str: conformant | conformant-with-findings | not-conformant",
     "result_reasons": "list[str]: why that result",
     "selection": "{checks, level}|null: what --conformance-checks / --conformance-level chose",
@@ -239,6 +239,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     mode = run_mode(item.config)
     if entry is not None and not entry.applies_to(mode):
         not_applicable(f"{entry.id} applies in {', '.join(entry.modes)} mode, this run is in {mode} mode")
+    sut = item.config.stash.get(SUT_KEY, None)
+    verification = sut.callee.verification if sut is not None else None
+    reason = entry.why_not_applicable(verification) if entry is not None and verification else None
+    if reason is not None:
+        not_applicable(f"this callee declares verification: {verification}; {reason}")
 
 
 @pytest.fixture
@@ -473,7 +478,7 @@ class Reporter:
             "sut_digest": sut.digest if sut else None,
             "sut_file": str(sut.path) if sut and sut.path else None,
             "mode": context.get("mode"),
-            "verification": "tokenreview",
+            "verification": sut.callee.verification if sut else "tokenreview",
             "profile": profile_of(self.config),
             "strict": strict,
             "selection": selection,
@@ -547,6 +552,15 @@ class Reporter:
             f"{s['not_applicable']} not applicable "
             f"({s['emulated']} of the passed relied on the emulated kubelet)"
         )
+        for outcome, heading in (
+            ("skipped", "could not be judged here"),
+            ("not-applicable", "not applicable"),
+        ):
+            listed = [c for c in report["checks"] if c["outcome"] == outcome]
+            if listed:
+                write(f"{heading}:")
+            for c in listed:
+                write(f"  {c['id']:<10} {c['message'] or '(no reason given)'}")
         write(f"result: {report['result']} ({'; '.join(report['result_reasons'])})")
         for dest, what in (
             ("conformance_report", "report"),

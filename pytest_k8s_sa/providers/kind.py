@@ -14,8 +14,9 @@ What :meth:`KindProvider.create` does before it hands over to pytest-kind's ``Ki
    asks to reuse it.
 
 Once up, the node's service-account signing key (``/etc/kubernetes/pki/sa.key``, the standard
-kubeadm layout) is copied out so tokens can be minted, and the kubelet can be restarted through
-``docker exec <node> systemctl restart kubelet``.
+kubeadm layout) is copied out so tokens can be minted, the kubelet can be restarted through
+``docker exec <node> systemctl restart kubelet``, and the key set can be rotated by rewriting the
+kube-apiserver static pod (:mod:`.kind_keys`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ..components.binaries import DEFAULT_K8S_VERSION, stderr_progress
 from ..components.controlplane import REVIEW_LOG
 from ..components.pki import CertificateAuthority
 from .base import Capabilities, ClusterInfo
+from .kind_keys import KindNodeKeys
 from .kubeconfig import probe
 
 
@@ -136,6 +138,13 @@ class KindProvider:
         try:
             _version, issuer = probe(kubeconfig)
             signing_key = self._copy_signing_key()
+            key_control = None
+            if signing_key is not None:
+                node_keys = KindNodeKeys(
+                    self._docker, self.node_container, kubeconfig, self._workdir / "keys"
+                )
+                key_control = node_keys.key_control(signing_key)
+                signing_key = node_keys.signing_key  # the key that signs now, rotated or not
             cluster_ca = self._cluster_ca()
             self._logs_dir.mkdir(parents=True, exist_ok=True)
         except BaseException:
@@ -158,10 +167,10 @@ class KindProvider:
             refresh_logs=self.refresh_logs,
             cluster_ca=cluster_ca,
             review_log=None if audit_dir is None else audit_dir / REVIEW_LOG,
+            key_control=key_control,
             key_control_missing=(
-                "signing-key rotation is not implemented for kind yet (it would rewrite the kube-apiserver "
-                "static pod in /etc/kubernetes/manifests on the control-plane node); "
-                "run on local or local-node"
+                "the kind node's service-account signing key could not be copied out "
+                "(/etc/kubernetes/pki/sa.key), so its key set cannot be rotated here"
             ),
         )
 

@@ -89,6 +89,20 @@ def render(report: dict[str, Any]) -> str:
             "</details>",
             "",
         ]
+    for outcome, heading, meaning in (
+        ("skipped", "Skipped checks", "they apply, but could not be judged here"),
+        ("not-applicable", "Not applicable", "outside the profile, the run's mode or what the SUT declares"),
+    ):
+        listed = [c for c in report["checks"] if c["outcome"] == outcome]
+        if listed:
+            lines += [
+                f"### {ICONS[outcome]} {heading} ({meaning})",
+                "",
+                "| id | level | why |",
+                "|---|---|---|",
+            ]
+            lines += [f"| {c['id']} | {c['level']} | {_cell(c['message'] or '')} |" for c in listed]
+            lines.append("")
     lines += ["### All checks", "", "| | id | level | outcome | check |", "|---|---|---|---|---|"]
     for c in report["checks"]:
         lines.append(

@@ -36,6 +36,9 @@ PLACEHOLDERS = (
     "CALLEE_URL",
     "TOKEN_PATH",
     "PYTHON",
+    "ISSUER_URL",
+    "JWKS_URL",
+    "CA_FILE",
 )
 """What ``${NAME}`` may name in ``command`` and ``env``:
 
@@ -49,7 +52,17 @@ PLACEHOLDERS = (
 * ``CALLEE_URL``: where the caller reaches the callee,
 * ``TOKEN_PATH``: where the caller's projected token is (process mode: a file the emulated kubelet
   keeps fresh; pod mode: ``token_path``),
-* ``PYTHON``: the interpreter running the suite (to run Python SUTs from the suite's own venv).
+* ``PYTHON``: the interpreter running the suite (to run Python SUTs from the suite's own venv),
+* ``ISSUER_URL``: the cluster's service-account issuer, exactly the ``iss`` its tokens carry (its
+  discovery document is at ``${ISSUER_URL}/.well-known/openid-configuration``),
+* ``JWKS_URL``: where a ``verification: jwks`` callee fetches the cluster's key set. It goes through
+  the suite's API cut (process mode: ``https://127.0.0.1:<cut port>/openid/v1/jwks``; pod mode:
+  ``https://kubernetes:443/openid/v1/jwks``), so the key-set outages and fetch counts of the checks
+  reach it: fetch keys from here, not from the discovery document's ``jwks_uri``,
+* ``CA_FILE``: a PEM bundle that verifies ``JWKS_URL`` (process mode: a file the suite writes; pod
+  mode: the service-account volume's ``ca.crt``).
+
+The last three are filled in both verification modes (a TokenReview callee may ignore them).
 """
 _PLACEHOLDER = re.compile(r"\$(?:\{(?P<name>[^}]*)\}|(?P<escaped>\$)|(?P<bare>[A-Za-z_]))")
 HEADERS_AUTHORIZATION = "Authorization"
@@ -63,6 +76,8 @@ CALLEE_KEYS = (
     "health_path",
     "cache_seconds",
     "decision_timeout_seconds",
+    "verification",
+    "key_refresh_seconds",
 )
 CALLER_KEYS = (*WORKLOAD_KEYS, "token_path", "token_refresh_seconds", "call_path", "health_path")
 REFERENCE_NAME = "pytest-k8s-sa reference workloads"
@@ -71,6 +86,14 @@ DECISION_TIMEOUT_SECONDS = 15.0
 grant) while its Kubernetes API is refused, hanging or answering garbage (AVAIL-002)."""
 DECISION_TIMEOUT_MAX_SECONDS = 60.0
 """A gate that may wait longer than a minute per request turns an API brownout into an outage."""
+VERIFICATIONS = ("tokenreview", "jwks")
+"""How the callee verifies a token (``callee.verification``): it asks the TokenReview API for its own
+audience (``tokenreview``), or it verifies the JWT offline against the cluster's key set (``jwks``)."""
+KEY_REFRESH_SECONDS = 60.0
+"""Default of ``callee.key_refresh_seconds``: how long the callee may take to honour a new signing key
+or to stop trusting a retired one (KEY-001, KEY-003)."""
+KEY_REFRESH_MAX_SECONDS = 900.0
+"""Longer than 15 minutes, a retired (perhaps leaked) key stays trusted for too long."""
 
 
 class SutError(K8sSAError):
@@ -115,6 +138,14 @@ class CalleeSpec(WorkloadSpec):
     header: str = "X-Client-Id"
     cache_seconds: float = 10.0
     decision_timeout_seconds: float = DECISION_TIMEOUT_SECONDS
+    verification: str = "tokenreview"
+    """``tokenreview`` or ``jwks`` (:data:`VERIFICATIONS`): which checks apply and how they judge."""
+    key_refresh_seconds: float = KEY_REFRESH_SECONDS
+
+    @property
+    def verifies_offline(self) -> bool:
+        """Whether the callee verifies tokens itself against the key set (``jwks``)."""
+        return self.verification == "jwks"
 
     def credential_headers(self, token: str) -> dict[str, str]:
         """The header a caller puts its token in (``Authorization`` uses the Bearer scheme)."""
@@ -299,18 +330,47 @@ def _workload(where: str, data: Any, prefix: str, allowed: tuple[str, ...], base
     }
 
 
-def _decision_timeout(reader: _Reader) -> float:
-    """``callee.decision_timeout_seconds``: above 0 (a callee cannot answer in no time) and at most 60."""
-    value = reader.number(
-        "decision_timeout_seconds", DECISION_TIMEOUT_SECONDS, minimum=0, maximum=DECISION_TIMEOUT_MAX_SECONDS
-    )
+def _positive_seconds(reader: _Reader, key: str, default: float, maximum: float, meaning: str) -> float:
+    """A duration above 0 and at most ``maximum`` (a callee can do nothing in no time); ``meaning``
+    says what the seconds are, in the error."""
+    value = reader.number(key, default, minimum=0, maximum=maximum)
     if value <= 0:
-        raise reader.fail(
-            "decision_timeout_seconds",
-            f"{value:g} must be above 0 (at most {DECISION_TIMEOUT_MAX_SECONDS:g}): "
-            "the seconds the callee may take to refuse while its API is down",
-        )
+        raise reader.fail(key, f"{value:g} must be above 0 (at most {maximum:g}): {meaning}")
     return value
+
+
+def _decision_timeout(reader: _Reader) -> float:
+    """``callee.decision_timeout_seconds``: above 0 and at most 60."""
+    return _positive_seconds(
+        reader,
+        "decision_timeout_seconds",
+        DECISION_TIMEOUT_SECONDS,
+        DECISION_TIMEOUT_MAX_SECONDS,
+        "the seconds the callee may take to refuse while its API is down",
+    )
+
+
+def _verification(reader: _Reader) -> str:
+    """``callee.verification``: one of :data:`VERIFICATIONS` (default ``tokenreview``)."""
+    value = reader.data.get("verification", "tokenreview")
+    if value not in VERIFICATIONS:
+        raise reader.fail(
+            "verification",
+            f"{value!r} is not a verification mode: write tokenreview (the callee asks the TokenReview "
+            "API) or jwks (it verifies the JWT offline against the cluster's key set)",
+        )
+    return str(value)
+
+
+def _key_refresh(reader: _Reader) -> float:
+    """``callee.key_refresh_seconds``: above 0 and at most 900."""
+    return _positive_seconds(
+        reader,
+        "key_refresh_seconds",
+        KEY_REFRESH_SECONDS,
+        KEY_REFRESH_MAX_SECONDS,
+        "the seconds the callee may take to honour a new signing key or drop a retired one",
+    )
 
 
 def parse(data: Any, *, where: str, base: Path) -> tuple[Implementation, CalleeSpec, CallerSpec | None]:
@@ -342,6 +402,8 @@ def parse(data: Any, *, where: str, base: Path) -> tuple[Implementation, CalleeS
         header=header,
         cache_seconds=reader.number("cache_seconds", 10, minimum=0, maximum=3600),
         decision_timeout_seconds=_decision_timeout(reader),
+        verification=_verification(reader),
+        key_refresh_seconds=_key_refresh(reader),
     )
     caller: CallerSpec | None = None
     if data.get("caller") is not None:

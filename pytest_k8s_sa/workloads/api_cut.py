@@ -21,7 +21,11 @@ Environment (pod mode):
   mode, connections accepted, bytes forwarded from clients, connections per peer address),
   ``POST /mode/<mode>[/<response, base64url>]``,
 * ``CERT_FILE``, ``KEY_FILE`` (optional): a serving certificate the callee trusts, for the modes that
-  terminate TLS (``http``, ``trickle``, ``silent``); without them those modes are refused (409).
+  terminate TLS (``http``, ``trickle``, ``silent``, ``review``, ``relay``); without them those modes
+  are refused (409),
+* ``UPSTREAM_CA_FILE`` (optional): the CA that verifies the real apiserver, for ``relay`` (which
+  opens its own TLS connection upstream); ``UPSTREAM_NAME`` (default: the host of ``UPSTREAM``): the
+  name its certificate must carry (pod mode: ``kubernetes``).
 """
 
 import base64
@@ -40,9 +44,16 @@ from .entry import run_main
 from .envconfig import ConfigError, env_str, format_hostport, log_event, parse_listen_addr
 from .httpserver import Request, Response, WorkloadServer, bind, json_response
 
-MODES = ("forward", "down", "reset", "hang", "plaintext", "http", "trickle", "silent", "review")
-TLS_MODES = ("http", "trickle", "silent", "review")
+MODES = ("forward", "down", "reset", "hang", "plaintext", "http", "trickle", "silent", "review", "relay")
+TLS_MODES = ("http", "trickle", "silent", "review", "relay")
 """Modes that terminate TLS themselves: they need a certificate the callee trusts."""
+ATTACKER_PREFIX = "/k8s-sa-attacker/"
+"""Paths under this prefix are answered by the cut itself in ``relay`` mode (KEY-005's documents:
+a key set and a certificate of a key the attacker holds), never relayed, and counted."""
+MAX_COUNTED_PATHS = 64
+"""``relay`` counts requests per path for at most this many distinct paths (the rest: ``(other)``)."""
+MAX_REQUEST_HEAD_BYTES = 65536
+MAX_REQUEST_BODY_BYTES = 1 << 20
 
 
 class ApiCut:
@@ -62,6 +73,13 @@ class ApiCut:
       in ``response``, ``spec.audiences`` echoed, never the token); any other request gets a 503. The
       reviewer that lies (SEC-014): ``authenticated: true`` without the callee's audience.
       ``answered_reviews`` counts the reviews it answered.
+    * ``relay``: terminate TLS, read one HTTP/1.1 request, count it by path (no query, no header, no
+      body is kept), and relay it to the real apiserver over a TLS connection of its own (verified
+      against ``upstream_ca_file``), ``Connection: close``, the answer relayed byte for byte. Unlike
+      ``forward`` it sees which paths the callee asks for: KEY-004 counts the key-set fetches an
+      unknown ``kid`` causes. ``response`` (a JSON object ``{path: text}``) holds documents under
+      :data:`ATTACKER_PREFIX` the cut answers itself (KEY-005's ``jku``/``x5u`` targets).
+      ``path_counts`` counts the requests it saw.
 
     Bounded: at most ``max_connections`` at once (more are closed at once), every socket is tracked
     and closed by :meth:`stop`, and all threads are daemons joined with a deadline.
@@ -81,8 +99,11 @@ class ApiCut:
         port: int = 0,
         max_connections: int = 32,
         trickle_interval: float = 0.2,
+        upstream_ca_file: str | None = None,
+        upstream_name: str | None = None,
     ) -> None:
         self.upstream = upstream
+        self.upstream_name = upstream_name or upstream[0]
         self.host = host
         self.port = port
         self.mode = "forward"
@@ -91,11 +112,16 @@ class ApiCut:
         self.accepted = 0
         self.forwarded_bytes = 0
         self.answered_reviews = 0
+        self.path_counts: dict[str, int] = {}
         self.peers: dict[str, int] = {}
         self._tls: ssl.SSLContext | None = None
         if cert_file and key_file:
             self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self._tls.load_cert_chain(cert_file, key_file)
+        self._upstream_tls: ssl.SSLContext | None = None
+        if upstream_ca_file:
+            self._upstream_tls = ssl.create_default_context(cafile=upstream_ca_file)
+            self._upstream_tls.set_alpn_protocols(["http/1.1"])
         self._slots = threading.BoundedSemaphore(max_connections)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -106,8 +132,10 @@ class ApiCut:
 
     @property
     def modes(self) -> tuple[str, ...]:
-        """The modes this cut can play (the TLS-terminating ones only with a certificate)."""
-        return MODES if self._tls is not None else tuple(m for m in MODES if m not in TLS_MODES)
+        """The modes this cut can play (the TLS-terminating ones only with a certificate; ``relay``
+        also needs the CA that verifies the apiserver)."""
+        modes = MODES if self._tls is not None else tuple(m for m in MODES if m not in TLS_MODES)
+        return modes if self._upstream_tls is not None else tuple(m for m in modes if m != "relay")
 
     def start(self) -> "ApiCut":
         self._listen()
@@ -117,12 +145,15 @@ class ApiCut:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         if mode not in self.modes:
-            raise ValueError(f"mode {mode!r} terminates TLS and needs CERT_FILE/KEY_FILE")
+            needs = "CERT_FILE/KEY_FILE" + (" and UPSTREAM_CA_FILE" if mode == "relay" else "")
+            raise ValueError(f"mode {mode!r} terminates TLS and needs {needs}")
         with self._lock:
             previous, self.mode, self.response = self.mode, mode, response
-            open_sockets = list(self._sockets) if previous == "forward" and mode != "forward" else []
+            passing = ("forward", "relay")
+            open_sockets = list(self._sockets) if previous in passing and mode != previous else []
         # A client with a kept-alive (or HTTP/2) connection would go on talking to the real apiserver
-        # through it: cut every forwarded connection, so its next request meets the new mode.
+        # through it: cut every forwarded connection, so its next request meets the new mode (from
+        # ``forward`` to ``relay`` too: its key-set fetches are then counted).
         for sock in open_sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # its relay thread sees EOF and closes it
@@ -139,6 +170,7 @@ class ApiCut:
                 "accepted": self.accepted,
                 "forwarded_bytes": self.forwarded_bytes,
                 "reviews_answered": self.answered_reviews,
+                "requests_by_path": dict(self.path_counts),
                 "peers": dict(self.peers),
             }
 
@@ -211,6 +243,8 @@ class ApiCut:
                 client.sendall(
                     b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"authenticated": true}'
                 )
+            elif mode == "relay":
+                self._relay(client, response)
             elif mode in TLS_MODES:
                 self._answer_tls(client, response, mode)
         except OSError:
@@ -243,6 +277,57 @@ class ApiCut:
             with self._lock:
                 self._sockets.discard(upstream)
             _close_quietly(upstream)
+
+    def _relay(self, client: socket.socket, documents: bytes) -> None:
+        """One request: counted by path, answered from ``documents`` under :data:`ATTACKER_PREFIX`,
+        else relayed to the apiserver over TLS with ``Connection: close`` and its answer relayed back."""
+        if self._tls is None or self._upstream_tls is None:
+            return
+        tls = self._tls.wrap_socket(client, server_side=True)
+        with self._lock:
+            self._sockets.add(tls)
+        try:
+            request = read_request(tls)
+            if request is None:
+                return
+            head, body = request
+            path = request_path(head)
+            with self._lock:
+                self.forwarded_bytes += len(head) + len(body)
+                key = (
+                    path
+                    if path in self.path_counts or len(self.path_counts) < MAX_COUNTED_PATHS
+                    else "(other)"
+                )
+                self.path_counts[key] = self.path_counts.get(key, 0) + 1
+            if path.startswith(ATTACKER_PREFIX):
+                tls.sendall(attacker_document(path, documents))
+                return
+            if b"transfer-encoding:" in head.lower():
+                tls.sendall(http_response(501, b'{"error":"the cut relays Content-Length bodies only"}'))
+                return
+            raw = socket.create_connection(self.upstream, timeout=10)
+            try:
+                upstream = self._upstream_tls.wrap_socket(raw, server_hostname=self.upstream_name)
+            except (OSError, ssl.SSLError):
+                _close_quietly(raw)
+                raise
+            with self._lock:
+                self._sockets.add(upstream)
+            try:
+                upstream.sendall(closing(head) + body)
+                while not self._stop.is_set():
+                    data = upstream.recv(65536)
+                    if not data:
+                        return
+                    tls.sendall(data)
+            finally:
+                with self._lock:
+                    self._sockets.discard(upstream)
+                _close_quietly(upstream)
+        finally:
+            with self._lock:
+                self._sockets.discard(tls)
 
     def _hang(self, client: socket.socket) -> None:
         """Hold the connection; it closes within one poll once the mode changes (or on stop)."""
@@ -303,18 +388,25 @@ class ApiCut:
 def review_answer(head: bytes, body: bytes, status: bytes) -> "bytes | None":
     """The cut's own answer to a TokenReview request (``status``: a JSON object), or None for any
     other request. The requested audiences are echoed in ``spec``; the token never is (no token in
-    an answer, a log or a report)."""
+    an answer, a log or a report).
+
+    The request may be JSON or Kubernetes protobuf (client-go's typed clients send built-in kinds as
+    ``application/vnd.kubernetes.protobuf`` and accept JSON back): either way the answer is JSON,
+    which every client decodes by the answer's Content-Type."""
     request_line = head.split(b"\r\n", 1)[0].split()
     if len(request_line) < 2 or request_line[0] != b"POST":
         return None
     if not request_line[1].split(b"?", 1)[0].rstrip(b"/").endswith(b"/tokenreviews"):
         return None
     try:
-        spec = json.loads(body or b"{}").get("spec") or {}
+        if _header(head, b"content-type").startswith(PROTOBUF_CONTENT_TYPE):
+            audiences: object = _protobuf_review_audiences(body)
+        else:
+            spec = json.loads(body or b"{}").get("spec") or {}
+            audiences = spec.get("audiences") if isinstance(spec, dict) else None
         answer_status = json.loads(status or b"{}")
     except (ValueError, AttributeError):
         return None
-    audiences = spec.get("audiences") if isinstance(spec, dict) else None
     review = {
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenReview",
@@ -323,6 +415,128 @@ def review_answer(head: bytes, body: bytes, status: bytes) -> "bytes | None":
         "status": answer_status,
     }
     return http_response(201, json.dumps(review).encode())
+
+
+PROTOBUF_CONTENT_TYPE = b"application/vnd.kubernetes.protobuf"
+PROTOBUF_MAGIC = b"k8s\x00"
+"""Kubernetes' protobuf envelope: these four bytes, then a ``runtime.Unknown`` message whose field 2
+(``raw``) holds the object (k8s.io/apimachinery/pkg/runtime/serializer/protobuf)."""
+
+
+def _header(head: bytes, name: bytes) -> bytes:
+    """One request header's value, lower-cased (empty when absent)."""
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip().lower()
+    return b""
+
+
+def _protobuf_review_audiences(body: bytes) -> list[str]:
+    """``spec.audiences`` of a protobuf TokenReview (TokenReview field 2 = spec; TokenReviewSpec
+    field 2 = audiences; field 1, the token, is skipped unread); ValueError when it is not one."""
+    if not body.startswith(PROTOBUF_MAGIC):
+        raise ValueError("no protobuf envelope")
+    raw = _field(body[len(PROTOBUF_MAGIC) :], 2)
+    spec = _field(raw, 2) if raw is not None else None
+    if spec is None:
+        return []
+    return [value.decode("utf-8") for number, value in _fields(spec) if number == 2 and value is not None]
+
+
+def _field(message: bytes, wanted: int) -> "bytes | None":
+    return next((value for number, value in _fields(message) if number == wanted), None)
+
+
+def _fields(message: bytes) -> "list[tuple[int, bytes | None]]":
+    """The fields of one protobuf message: (number, bytes of a length-delimited field, else None)."""
+    out: list[tuple[int, bytes | None]] = []
+    index = 0
+    while index < len(message):
+        key, index = _varint(message, index)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, index = _varint(message, index)
+            out.append((number, None))
+        elif wire == 2:
+            length, index = _varint(message, index)
+            if index + length > len(message):
+                raise ValueError("truncated protobuf field")
+            out.append((number, message[index : index + length]))
+            index += length
+        elif wire in (1, 5):
+            index += 8 if wire == 1 else 4
+            out.append((number, None))
+        else:
+            raise ValueError(f"protobuf wire type {wire} is not read here")
+    return out
+
+
+def _varint(data: bytes, index: int) -> "tuple[int, int]":
+    value, shift = 0, 0
+    while True:
+        if index >= len(data) or shift > 63:
+            raise ValueError("bad protobuf varint")
+        byte = data[index]
+        index += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, index
+        shift += 7
+
+
+def read_request(sock: socket.socket) -> "tuple[bytes, bytes] | None":
+    """One HTTP/1.1 request from ``sock``: its head (without the blank line) and its Content-Length
+    body; None when the client closed first or sent more than the limits allow."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        if len(data) > MAX_REQUEST_HEAD_BYTES:
+            return None
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = _content_length(head)
+    if length > MAX_REQUEST_BODY_BYTES:
+        return None
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
+    return head, body[:length]
+
+
+def request_path(head: bytes) -> str:
+    """The path of a request's target (the query dropped: it is never counted or kept)."""
+    parts = head.split(b"\r\n", 1)[0].split()
+    target = parts[1].decode("latin-1") if len(parts) >= 2 else ""
+    if "://" in target:  # absolute form
+        target = "/" + target.split("://", 1)[1].partition("/")[2]
+    return target.split("?", 1)[0] or "/"
+
+
+def closing(head: bytes) -> bytes:
+    """The request head with ``Connection: close`` in place of any connection header."""
+    lines = head.split(b"\r\n")
+    hop = (b"connection", b"keep-alive", b"proxy-connection")
+    kept = [lines[0]] + [line for line in lines[1:] if line.partition(b":")[0].strip().lower() not in hop]
+    return b"\r\n".join([*kept, b"Connection: close", b"", b""])
+
+
+def attacker_document(path: str, documents: bytes) -> bytes:
+    """The cut's own answer for ``path`` under :data:`ATTACKER_PREFIX`: the text ``documents`` (a
+    JSON object ``{path: text}``) holds for it, else 404."""
+    try:
+        texts = json.loads(documents or b"{}")
+    except ValueError:
+        texts = {}
+    text = texts.get(path) if isinstance(texts, dict) else None
+    if not isinstance(text, str):
+        return http_response(404, b'{"error":"no such document"}')
+    kind = "application/json" if text.lstrip().startswith("{") else "application/pem-certificate-chain"
+    return http_response(200, text.encode(), content_type=kind)
 
 
 def _content_length(head: bytes) -> int:
@@ -402,6 +616,7 @@ def make_server(environ: Mapping[str, str]) -> WorkloadServer:
     cert, key = env_str(environ, "CERT_FILE"), env_str(environ, "KEY_FILE")
     if bool(cert) != bool(key):
         raise ConfigError("CERT_FILE and KEY_FILE go together")
+    upstream_ca, upstream_name = env_str(environ, "UPSTREAM_CA_FILE"), env_str(environ, "UPSTREAM_NAME")
     listen_host, listen_port = parse_listen_addr(
         env_str(environ, "CUT_LISTEN_ADDR", ":8443"), "CUT_LISTEN_ADDR"
     )
@@ -412,6 +627,8 @@ def make_server(environ: Mapping[str, str]) -> WorkloadServer:
             key or None,
             host=listen_host or "0.0.0.0",  # noqa: S104 - empty host means all interfaces (in a pod)
             port=listen_port,
+            upstream_ca_file=upstream_ca or None,
+            upstream_name=upstream_name or None,
         )
         cut.start()
     except (OSError, ssl.SSLError) as exc:

@@ -34,8 +34,10 @@ def test_every_project_range_avoids_private_ranges_and_local_node():
         config.SERVICE_SUBNET,
     ]
     guarded = ipaddress.ip_network(docker.GUARDED_RANGE)
+    assert isinstance(guarded, ipaddress.IPv4Network)
     for value in ranges:
         network = ipaddress.ip_interface(value).network
+        assert isinstance(network, ipaddress.IPv4Network), value
         assert not any(network.overlaps(p) for p in PRIVATE), value
         assert network.subnet_of(guarded), f"{value} is outside the guarded {guarded}"
 

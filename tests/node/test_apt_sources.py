@@ -4,6 +4,7 @@ named in the code. No root needed: the sources are parsed and resolved, nothing 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,7 @@ def test_this_machines_own_sources_are_found():
 def test_python_image_hands_the_sources_to_mmdebstrap(tmp_path, monkeypatch):
     """The build gets the option's mirror as mmdebstrap's MIRROR argument, and nothing else."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(images.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     seen: list[tuple[str, ...]] = []
 
     def fake_mmdebstrap(*argv: str, **_: object) -> str:
@@ -118,11 +119,17 @@ def test_python_image_hands_the_sources_to_mmdebstrap(tmp_path, monkeypatch):
         return ""
 
     path = images.python_image(
-        fake_mmdebstrap, progress=lambda _: None, apt_mirror="http://other.test/debian"
+        fake_mmdebstrap,  # type: ignore[arg-type]  # a function in place of Runner.__call__
+        progress=lambda _: None,
+        apt_mirror="http://other.test/debian",
     )
     assert seen[0][-2:] == (seen[0][-2], "http://other.test/debian")
     assert path.name.startswith("python-bookworm-")
-    other = images.python_image(fake_mmdebstrap, progress=lambda _: None, apt_mirror="http://third.test/d")
+    other = images.python_image(
+        fake_mmdebstrap,  # type: ignore[arg-type]  # a function in place of Runner.__call__
+        progress=lambda _: None,
+        apt_mirror="http://third.test/d",
+    )
     assert other != path
     assert len(seen) == 2
 

@@ -44,7 +44,7 @@ def test_bad_archives_are_clear_errors(tmp_path: Path) -> None:
         archive_image_names(not_tar)
     with pytest.raises(K8sSAError, match="neither an OCI image archive"):
         archive_image_names(_tar(tmp_path / "empty.tar", {"README": b"hi"}))
-    untagged = [{"Config": "c.json", "RepoTags": None, "Layers": []}]
+    untagged: list[dict[str, object]] = [{"Config": "c.json", "RepoTags": None, "Layers": []}]
     with pytest.raises(K8sSAError, match="names no image"):
         archive_image_names(_tar(tmp_path / "u.tar", {"manifest.json": json.dumps(untagged).encode()}))
     with pytest.raises(K8sSAError, match="not a readable image archive"):

@@ -134,7 +134,7 @@ def test_kill_9_then_next_start_sweeps_everything(tmp_path):
             if proc.poll() is not None:
                 _skip_if_lock_lost(first_log)
                 pytest.fail(f"the first run ended before its pods ran:\n{_failure_lines(first_log)}")
-            return up.exists()
+            return bool(up.exists())
 
         # Cold, the node's components and images are built first (several minutes).
         wait_until(started, 1800, "the first run's node and pods did not come up")

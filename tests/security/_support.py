@@ -13,21 +13,48 @@ from pathlib import Path
 import requests
 
 from pytest_k8s_sa.base.waiting import wait_until
-from pytest_k8s_sa.deploy import start_secret_store_process  # noqa: F401
-from pytest_k8s_sa.deploy.apicut.process_mode import FlakyApi, http_response, make_test_ca, running_proxy  # noqa: F401
-from pytest_k8s_sa.deploy.loadgen import (  # noqa: F401 - re-exported for the security tests
+from pytest_k8s_sa.deploy import start_secret_store_process
+from pytest_k8s_sa.deploy.apicut.process_mode import FlakyApi, http_response, make_test_ca, running_proxy
+from pytest_k8s_sa.deploy.loadgen import (
     MALFORMED_SAMPLES,
     LoadResult,
     Mix,
     StoreHandle,
     forger,
-    rss_bytes,
     run_load,
     standard_mix,
     store_beside,
     store_stats,
 )
-from pytest_k8s_sa.sut.rawhttp import RawAnswer, raw_request  # noqa: F401
+from pytest_k8s_sa.sut.hostile import rss_bytes
+from pytest_k8s_sa.sut.rawhttp import RawAnswer, raw_request
+
+__all__ = [
+    "MALFORMED_SAMPLES",
+    "FlakyApi",
+    "LoadResult",
+    "LogWatch",
+    "Mix",
+    "RawAnswer",
+    "StoreHandle",
+    "client_id",
+    "forger",
+    "healthy",
+    "http_response",
+    "leaked",
+    "make_test_ca",
+    "raw_request",
+    "rss_bytes",
+    "run_load",
+    "running_proxy",
+    "standard_mix",
+    "start_secret_store_process",
+    "store_beside",
+    "store_stats",
+    "wait_for_status",
+    "wait_until",
+]
+"""What the security tests import from here (some re-exported from the package)."""
 
 # --- extra secret-store processes --------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -43,7 +44,7 @@ RECOVERY_SECONDS = 20.0
 
 
 def garbage_answers(api_username: str) -> dict[str, bytes]:
-    success = {
+    success: dict[str, Any] = {
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenReview",
         "status": {"authenticated": True, "user": {"username": api_username}, "audiences": ["secret-store"]},

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -351,7 +352,7 @@ def real_token_cases(
                 core.delete_namespaced_secret(secret, api_sa.namespace)
             cases.append(header_case(f"real: legacy token of the API SA ({label})", raw, REFUSED))
             if not delete:
-                cleanups.append(lambda name=secret: core.delete_namespaced_secret(name, api_sa.namespace))
+                cleanups.append(functools.partial(core.delete_namespaced_secret, secret, api_sa.namespace))
     return cases
 
 
@@ -489,7 +490,7 @@ def leeway_cases(
     t = dt.datetime.now(dt.UTC)
     second = dt.timedelta(seconds=1)
 
-    def mint(sa: ServiceAccountRef, **times: dt.datetime) -> str:
+    def mint(sa: ServiceAccountRef, **times: Any) -> str:
         return mint_token(
             signing_key,
             issuer=issuer,
@@ -596,8 +597,8 @@ def header_cases(valid: str, data_store_token: str) -> list[Case]:
         "log injection": b'x","decision":"allow","status":200,"reason":"' + valid.encode(),
         "JSON line injection": b'\\n{"event":"decision","decision":"allow"}',
     }
-    for name, value in non_ascii.items():
-        cases.append(header_case(f"encoding: {name}", value, MALFORMED))
+    for name, raw_value in non_ascii.items():
+        cases.append(header_case(f"encoding: {name}", raw_value, MALFORMED))
     half = len(valid) // 2
     cases.append(
         Case(

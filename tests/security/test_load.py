@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pytest_k8s_sa.cluster.tokens import key_id, request_token
 
@@ -59,6 +60,7 @@ def test_concurrent_load_is_correct_bounded_and_reviews_each_valid_token_once(
     kid = "unknown"
     if k8s_cluster.signing_key is not None:
         real = serialization.load_pem_private_key(k8s_cluster.signing_key.read_bytes(), password=None)
+        assert isinstance(real, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey), type(real)
         kid = key_id(real.public_key())  # forged tokens claim the real key id
     mix = standard_mix(
         valid, not_allowed, forger(k8s_cluster.issuer, api_sa.namespace, api_sa.name, api_sa.uid, kid)

@@ -74,7 +74,12 @@ def cut(tmp_path: Path, echo: tuple[str, int]) -> Iterator[dict[str, Any]]:
     assert proc.stderr is not None
     lines: queue.Queue[str] = queue.Queue()
     stream = proc.stderr
-    threading.Thread(target=lambda: [lines.put(line) for line in stream], daemon=True).start()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     events: dict[str, dict[str, Any]] = {}
     while "listening" not in events:
         record = json.loads(lines.get(timeout=20))  # every stderr line is JSON

@@ -58,6 +58,11 @@ HOW = (
     "a Service `kubernetes` in its namespace selects the api-cut pod, which forwards to default/kubernetes "
     "(TLS end to end: the apiserver's certificate names `kubernetes`)"
 )
+JWKS_HOW = (
+    "pod mode: ${JWKS_URL} is https://kubernetes:443/openid/v1/jwks; a Service `kubernetes` in the callee's "
+    "namespace selects the api-cut pod, which forwards to default/kubernetes (TLS end to end: the "
+    "apiserver's certificate names `kubernetes`; ${CA_FILE} is the pod's ca.crt)"
+)
 
 
 class ApiCutError(K8sSAError):
@@ -156,10 +161,17 @@ def plan(
                 "data": {
                     "tls.crt": base64.b64encode(pair.cert_pem).decode(),
                     "tls.key": base64.b64encode(pair.key_pem).decode(),
+                    # ``relay`` (KEY-004/005) verifies the apiserver with it, as the callee does
+                    "ca.crt": base64.b64encode(ca.cert_pem).decode(),
                 },
             }
         )
-        env.update(CERT_FILE="/etc/api-cut/tls.crt", KEY_FILE="/etc/api-cut/tls.key")
+        env.update(
+            CERT_FILE="/etc/api-cut/tls.crt",
+            KEY_FILE="/etc/api-cut/tls.key",
+            UPSTREAM_CA_FILE="/etc/api-cut/ca.crt",
+            UPSTREAM_NAME=SERVICE,
+        )
         mounts.append({"name": "tls", "mountPath": "/etc/api-cut", "readOnly": True})
         volumes.append({"name": "tls", "secret": {"secretName": APP}})
     pod_spec = workload_pod(
@@ -216,6 +228,7 @@ class RemoteApiCut:
     """The suite's handle on a cut pod: switches it and reads its traffic over its control port."""
 
     how = HOW
+    jwks_how = JWKS_HOW
 
     def __init__(self, forward: PortForward) -> None:
         self._forward = forward
@@ -241,6 +254,18 @@ class RemoteApiCut:
     def reviews_answered(self) -> int:
         """TokenReviews the cut answered itself (mode ``review``)."""
         return int(self._state().get("reviews_answered", 0))
+
+    def connections(self) -> int:
+        """Connections the cut accepted so far, in any mode."""
+        return int(self._state()["accepted"])
+
+    def requests_by_path(self) -> dict[str, int]:
+        """Requests the cut saw in mode ``relay``, by path."""
+        return {str(k): int(v) for k, v in self._state().get("requests_by_path", {}).items()}
+
+    @property
+    def callee_url(self) -> str:
+        return f"https://{SERVICE}:{SERVICE_PORT}"
 
     def _state(self) -> dict[str, Any]:
         answer = requests.get(self._forward.url + "/state", timeout=15)

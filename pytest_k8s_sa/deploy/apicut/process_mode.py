@@ -17,9 +17,10 @@ from typing import Protocol
 
 from ...base.ports import free_port
 from ...components.pki import CertificateAuthority, KeyPair
-from ...workloads.api_cut import MODES, TLS_MODES, ApiCut, http_response
+from ...workloads.api_cut import ATTACKER_PREFIX, MODES, TLS_MODES, ApiCut, http_response
 
 __all__ = [
+    "ATTACKER_PREFIX",
     "MODES",
     "TLS_MODES",
     "ApiCutControl",
@@ -35,6 +36,8 @@ class ApiCutControl(Protocol):
 
     how: str
     """How the callee's API traffic is made to pass the cut (for the report)."""
+    jwks_how: str
+    """How a ``jwks`` callee's key-set fetches are made to pass the cut (for the report)."""
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -47,6 +50,17 @@ class ApiCutControl(Protocol):
 
     def reviews_answered(self) -> int:
         """TokenReviews the cut answered itself so far (mode ``review``: SEC-014's lying reviewer)."""
+
+    def connections(self) -> int:
+        """Connections the cut accepted so far, in any mode (grows when the callee tries to reach it,
+        even while it refuses, hangs or answers garbage; a closed port, mode ``down``, sees none)."""
+
+    def requests_by_path(self) -> dict[str, int]:
+        """Requests the cut saw in mode ``relay`` so far, by path (KEY-004 counts key-set fetches)."""
+
+    @property
+    def callee_url(self) -> str:
+        """The cut's base URL as the callee reaches it (a URL under it is one the callee trusts)."""
 
 
 def make_test_ca() -> tuple[CertificateAuthority, KeyPair]:
@@ -62,6 +76,11 @@ class FlakyApi(ApiCut):
         "process mode: the callee's ${KUBECONFIG} names a loopback proxy as its server (TLS end to end; "
         "its ca.crt also trusts the proxy's own CA for the modes that answer garbage over TLS)"
     )
+    jwks_how = (
+        "process mode: ${JWKS_URL} is https://127.0.0.1:<cut port>/openid/v1/jwks, a loopback proxy in "
+        "front of the apiserver (TLS end to end; ${CA_FILE} also trusts the proxy's own CA for the modes "
+        "that answer garbage over TLS)"
+    )
 
     def __init__(
         self,
@@ -71,6 +90,7 @@ class FlakyApi(ApiCut):
         *,
         max_connections: int = 32,
         trickle_interval: float = 0.2,
+        upstream_ca_file: str | None = None,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         cert, key = server_pair.write(workdir, "flaky-api")
@@ -82,11 +102,16 @@ class FlakyApi(ApiCut):
             port=free_port(),
             max_connections=max_connections,
             trickle_interval=trickle_interval,
+            upstream_ca_file=upstream_ca_file,
         )
 
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def callee_url(self) -> str:
+        return self.url
 
     def start(self) -> FlakyApi:
         super().start()
@@ -99,6 +124,14 @@ class FlakyApi(ApiCut):
     def reviews_answered(self) -> int:
         with self._lock:
             return self.answered_reviews
+
+    def connections(self) -> int:
+        with self._lock:
+            return self.accepted
+
+    def requests_by_path(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.path_counts)
 
 
 @contextlib.contextmanager
