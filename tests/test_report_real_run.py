@@ -89,6 +89,8 @@ def test_no_output_of_a_real_run_holds_a_token(real_run):
     }
     assert {"report.json", "summary.md", "report.html", "junit.xml", "step-summary.md"} <= set(outputs)
     assert any(name.startswith("report-artifacts/SEC-001/") for name in outputs)
+    # The review transcript from the apiserver's audit log (the local provider runs the apiserver).
+    assert "report-artifacts/SEC-001/reviews.json" in outputs
     assert any(name.startswith("unpacked/report-artifacts/") for name in outputs)
     outputs["terminal"] = real_run["proc"].stdout + real_run["proc"].stderr
     leaks = {name: find_tokens(text) for name, text in outputs.items() if find_tokens(text)}

@@ -54,6 +54,23 @@ class Cluster:
     def signing_key(self) -> Path | None:
         return self.info.signing_key
 
+    @property
+    def review_log(self) -> Path | None:
+        """The apiserver's audit log of TokenReviews, where the provider configures the apiserver."""
+        return self.info.review_log
+
+    @cached_property
+    def username(self) -> str | None:
+        """Who the suite is to the apiserver (a SelfSubjectReview), so a review transcript can tell
+        the suite's own TokenReviews from the callee's; None where the cluster does not say."""
+        try:
+            review = kubernetes.client.AuthenticationV1Api(self.api_client).create_self_subject_review(
+                kubernetes.client.V1SelfSubjectReview()
+            )
+            return str(review.status.user_info.username)
+        except Exception:  # an old apiserver, or no answer: the transcript names the user instead
+            return None
+
     @cached_property
     def server_version(self) -> str:
         return str(kubernetes.client.VersionApi(self.api_client).get_code().git_version)

@@ -46,6 +46,41 @@ APISERVER_STOP_GRACE = 3.0
 for open watches and sometimes takes the full 10 s of the default (measured: 1.2 s, then 11.3 s);
 etcd holds every object, so nothing is lost by cutting it short."""
 
+REVIEW_AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: RequestResponse
+    resources: [{group: authentication.k8s.io, resources: [tokenreviews]}]
+  - level: None
+"""
+"""kube-apiserver's audit policy here: every TokenReview with its request and answer, nothing else.
+
+It is the review transcript of a failed check's artifacts (:mod:`pytest_k8s_sa.report.artifacts`):
+which token the callee asked about, for which audiences, and what the apiserver answered, written by
+the apiserver itself, so a team's callee needs no logging of its own. The log holds the reviewed
+tokens in full (the apiserver's own record): it lives in the control plane's work folder, apart
+from ``logs/`` (which the providers export), and the artifacts keep only each token's ``jti`` and
+claims."""
+AUDIT_POLICY_FILE = "policy.yaml"
+REVIEW_LOG = "tokenreviews.jsonl"
+
+
+def review_audit_flags(folder: str) -> dict[str, str]:
+    """kube-apiserver's flags for the TokenReview audit log, its policy and log in ``folder`` (as the
+    apiserver sees it: a host folder here, a mount inside kind's node)."""
+    return {
+        "audit-policy-file": f"{folder}/{AUDIT_POLICY_FILE}",
+        "audit-log-path": f"{folder}/{REVIEW_LOG}",
+        "audit-log-format": "json",
+        # The log backend's default mode, written out: each event is on disk before the request
+        # returns, so a failed check's artifacts read the reviews it caused.
+        "audit-log-mode": "blocking",
+        "audit-log-maxsize": "200",
+        "audit-log-maxbackup": "1",
+    }
+
 
 def _argv(binary: Path, flags: Mapping[str, str | None]) -> list[str]:
     return [str(binary)] + [f"--{name}={value}" for name, value in flags.items() if value is not None]
@@ -159,10 +194,26 @@ class APIServer:
     port: int = field(default_factory=free_port)
     host: str = LOOPBACK
     """Where it listens and what it advertises (the local-node provider: its veth's host address)."""
+    audit_dir: Path | None = None
+    """Where the TokenReview audit log goes (:data:`REVIEW_AUDIT_POLICY`); None: no audit log."""
 
     @property
     def url(self) -> str:
         return f"https://{self.host}:{self.port}"
+
+    @property
+    def review_log(self) -> Path | None:
+        """The audit log of every TokenReview (JSON lines), or None when auditing is off."""
+        return None if self.audit_dir is None else self.audit_dir / REVIEW_LOG
+
+    def write_audit_policy(self) -> Path | None:
+        """Write the audit policy file the flags name (before the apiserver starts)."""
+        if self.audit_dir is None:
+            return None
+        self.audit_dir.mkdir(parents=True, exist_ok=True)
+        policy = self.audit_dir / AUDIT_POLICY_FILE
+        policy.write_text(REVIEW_AUDIT_POLICY)
+        return policy
 
     @property
     def issuer(self) -> str:
@@ -189,7 +240,11 @@ class APIServer:
             # No kubelet answers for 127.0.0.1, and a loopback address may not be an endpoint.
             "endpoint-reconciler-type": "none",
             "profiling": "false",
+            **self._audit_flags(),
         }
+
+    def _audit_flags(self) -> dict[str, str]:
+        return {} if self.audit_dir is None else review_audit_flags(str(self.audit_dir))
 
     def get(self, path: str, timeout: float = 2.0) -> requests.Response:
         """A request as the admin user (client certificate in system:masters)."""
@@ -361,7 +416,9 @@ class ControlPlane:
             workdir / "apiserver",
             logs / "kube-apiserver.log",
             host=bind_address,
+            audit_dir=workdir / "audit",
         )
+        self.apiserver.write_audit_policy()
         self.kubeconfig = workdir / "kubeconfig"
         self.controller_manager = ControllerManager(
             binaries.kube_controller_manager,
@@ -387,6 +444,11 @@ class ControlPlane:
     @property
     def api_audiences(self) -> list[str]:
         return str(self.apiserver_flags.get("api-audiences") or self.issuer).split(",")
+
+    @property
+    def review_log(self) -> Path | None:
+        """kube-apiserver's audit log of TokenReviews (see :data:`REVIEW_AUDIT_POLICY`)."""
+        return self.apiserver.review_log
 
     @property
     def processes(self) -> list[Process]:

@@ -116,6 +116,8 @@ class Check:
 
 
 CHECK_KEY = pytest.StashKey[Check]()
+STARTED_KEY = pytest.StashKey[float]()
+"""Unix time a check's setup began: its failure artifacts' review transcript starts there."""
 
 
 def _marker(item: pytest.Item) -> pytest.Mark | None:
@@ -231,6 +233,7 @@ def run_mode(config: pytest.Config) -> str | None:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A catalogued check whose modes exclude this run's mode is not applicable here."""
+    item.stash[STARTED_KEY] = time.time()
     mark = _marker(item)
     entry = load_catalogue().get(mark.args[0]) if mark is not None else None
     mode = run_mode(item.config)
@@ -325,7 +328,14 @@ def _save_artifacts(item: pytest.Item, folder: Path, check: dict[str, Any]) -> P
     cluster = item.config.stash.get(CLUSTER_KEY, None)
     try:
         files = artifacts.collect(
-            deployment, cluster.api_client if cluster else None, run_mode(item.config) == "pod"
+            deployment,
+            cluster.api_client if cluster else None,
+            run_mode(item.config) == "pod",
+            review_log=cluster.review_log if cluster else None,
+            # A second before the setup: the apiserver's and this process's clocks are the same
+            # machine's, the margin is for the audit stamps' rounding.
+            since=item.stash.get(STARTED_KEY, time.time()) - 1.0,
+            suite_username=cluster.username if cluster and cluster.review_log else None,
         )
     except Exception as exc:  # the artifacts must never turn a verdict into a crash
         files = {"collect-error.txt": f"gathering the artifacts failed: {type(exc).__name__}: {exc}\n"}

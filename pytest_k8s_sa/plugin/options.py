@@ -220,8 +220,9 @@ OPTIONS: tuple[Option, ...] = (
         "conformance_artifacts",
         "k8s_sa_conformance_artifacts",
         "K8S_SA_CONFORMANCE_ARTIFACTS",
-        "Where to keep what explains each failed check (log tails, pods and events in pod mode, tokens "
-        "reduced to jti and claims); default: <report>-artifacts beside --conformance-report. The "
+        "Where to keep what explains each failed check (log tails, pods and events in pod mode, the "
+        "apiserver's TokenReviews on local, local-node and kind, tokens reduced to jti and claims); default: "
+        "<report>-artifacts beside --conformance-report. The "
         "report's outputs and this folder are also packed into <report>.tar.gz.",
     ),
     Option(

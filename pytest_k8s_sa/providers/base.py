@@ -111,6 +111,11 @@ class ClusterInfo:
     (local-node; kind reads kubeadm's from its node): the pod-mode API cut presents a certificate
     from it in the outages that answer garbage over TLS. None: those outages are not played (the
     callee could not verify the cut)."""
+    review_log: Path | None = None
+    """kube-apiserver's audit log of every TokenReview (JSON lines), where the provider configures the
+    apiserver (local, local-node; kind with the project's configuration, mounted out of the node): the
+    review transcript of a failed check's artifacts. None: the provider cannot see the apiserver's
+    reviews (an existing cluster, a kind configuration of the user's), the artifacts go without."""
     refresh_logs: Callable[[], None] | None = None
     """Copies the component logs into ``log_paths`` before they are attached to a failed test's
     report, for providers whose logs live elsewhere (kind: inside the node container)."""

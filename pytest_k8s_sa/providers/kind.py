@@ -32,6 +32,7 @@ import yaml
 
 from ..base.errors import ClusterUnreachableError, K8sSAError
 from ..components.binaries import DEFAULT_K8S_VERSION, stderr_progress
+from ..components.controlplane import REVIEW_LOG
 from ..components.pki import CertificateAuthority
 from .base import Capabilities, ClusterInfo
 from .kind_keys import KindNodeKeys
@@ -107,10 +108,14 @@ class KindProvider:
                     f"the kind node image {image} is not in the Docker engine: `docker pull` it, or drop "
                     f"--kind-image to use {nodeimage.default_image(self.version)} (built locally if needed)."
                 )
+            # The TokenReview audit log only in a cluster this run creates from the project's
+            # configuration: a kept cluster may have been made by a run whose folder is gone.
+            audit_dir = None if self.config_file or self.keep else self._workdir / "audit"
             config_file = self.config_file or config.write_cluster_config(
                 self._workdir / "kind-config.yaml",
                 self.pod_subnet or config.POD_SUBNET,
                 self.service_subnet or config.SERVICE_SUBNET,
+                audit_dir,
             )
             self._delete_leftover()
         except K8sSAError:
@@ -161,6 +166,7 @@ class KindProvider:
             node_control=self,
             refresh_logs=self.refresh_logs,
             cluster_ca=cluster_ca,
+            review_log=None if audit_dir is None else audit_dir / REVIEW_LOG,
             key_control=key_control,
             key_control_missing=(
                 "the kind node's service-account signing key could not be copied out "

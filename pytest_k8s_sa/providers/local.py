@@ -77,6 +77,7 @@ class LocalProvider:
             signing_key=Path(state["signing_key"]),
             log_paths={k: Path(v) for k, v in state["logs"].items()},
             key_control=self._key_control(state),
+            review_log=Path(state["review_log"]) if state.get("review_log") else None,
         )
 
     def _key_control(self, state: dict[str, Any]) -> ApiServerKeyControl | None:
@@ -131,6 +132,7 @@ class LocalProvider:
             "api_audiences": cp.api_audiences,
             "signing_key": str(cp.certs.sa_signing_key),
             "logs": {k: str(v) for k, v in cp.log_paths.items()},
+            "review_log": str(cp.review_log) if cp.review_log else None,
             "startup_seconds": cp.startup_seconds,
             "pids": [
                 {"name": p.name, "pid": p.pid, "start_time": process_start_time(p.pid)}

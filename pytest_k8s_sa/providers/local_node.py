@@ -129,6 +129,7 @@ class LocalNodeProvider:
             ),
             log_paths={**cp.log_paths, "kube-scheduler": self.scheduler.log_path, **node.log_paths},
             node_control=self,
+            review_log=cp.review_log,
         )
 
     @staticmethod

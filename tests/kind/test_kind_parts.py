@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from pytest_k8s_sa.base.errors import K8sSAError
+from pytest_k8s_sa.components import controlplane
 from pytest_k8s_sa.components.node.host import Runner
 from pytest_k8s_sa.components.node.network import RESERVED_RANGE
 from pytest_k8s_sa.kind import config, docker, nodeimage
@@ -47,6 +48,35 @@ def test_cluster_config_has_the_subnets_and_one_node(tmp_path):
     assert data["apiVersion"] == "kind.x-k8s.io/v1alpha4"
     assert data["networking"] == {"podSubnet": "100.98.0.0/16", "serviceSubnet": "100.99.0.0/16"}
     assert data["nodes"] == [{"role": "control-plane"}]
+
+
+def test_cluster_config_with_an_audit_folder_turns_the_review_log_on(tmp_path):
+    """The folder is mounted into the node and into kube-apiserver, with the local control plane's
+    flags and policy, for either kubeadm API version kind may generate (kind applies the matching one)."""
+    path = config.write_cluster_config(
+        tmp_path / "kind.yaml", "100.98.0.0/16", "100.99.0.0/16", audit_dir=tmp_path / "audit"
+    )
+    data = yaml.safe_load(path.read_text())
+    assert data["nodes"] == [
+        {
+            "role": "control-plane",
+            "extraMounts": [{"hostPath": str(tmp_path / "audit"), "containerPath": config.AUDIT_MOUNT}],
+        }
+    ]
+    assert (tmp_path / "audit" / "policy.yaml").read_text() == controlplane.REVIEW_AUDIT_POLICY
+    flags = controlplane.review_audit_flags(config.AUDIT_MOUNT)
+    patches = {p["version"]: yaml.safe_load(p["patch"]) for p in data["kubeadmConfigPatchesJSON6902"]}
+    assert {p["kind"] for p in data["kubeadmConfigPatchesJSON6902"]} == {"ClusterConfiguration"}
+    as_list = [op["value"] for op in patches["v1beta4"] if op["path"] == "/apiServer/extraArgs/-"]
+    assert as_list == [{"name": k, "value": v} for k, v in flags.items()]
+    v1beta3 = [op for op in patches["v1beta3"] if "extraArgs" in op["path"]]
+    as_map = {op["path"].rsplit("/", 1)[1]: op["value"] for op in v1beta3}
+    assert as_map == flags
+    for ops in patches.values():
+        (volume,) = next(op["value"] for op in ops if op["path"] == "/apiServer/extraVolumes")
+        assert volume["hostPath"] == volume["mountPath"] == config.AUDIT_MOUNT
+    # Without the folder, as before: nothing mounted, nothing patched.
+    assert "kubeadmConfigPatchesJSON6902" not in config.cluster_config()
 
 
 @pytest.mark.parametrize(

@@ -16,20 +16,14 @@ same ``store.py`` that fails them in process mode must fail SEC-011 as a pod.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from host_commands import LOCAL_NODE
 
+from .pod_runs import ROOT, run_on_node
 from .sut_images import build
-
-ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.slow,
@@ -38,7 +32,6 @@ pytestmark = [
 ]
 
 
-NODE_LOCK_WAIT_SECONDS = 900
 CALLER_REFRESH_BEYOND_WINDOW = "3600"
 """The caller's real re-read interval in the "reads once" SUT file: far beyond ROT-001's window."""
 
@@ -46,40 +39,6 @@ CALLER_REFRESH_BEYOND_WINDOW = "3600"
 @pytest.fixture(scope="module")
 def sut_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build(tmp_path_factory.mktemp("sut"))
-
-
-def run_on_node(sut: Path, tmp_path: Path, paths: list[str] | None = None) -> tuple[str, dict[str, Any]]:
-    """``pytest suites --k8s-provider local-node --sut SUT`` in a subprocess; its exit code, output
-    and JSON report."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "K8S_SA_"))}
-    report = tmp_path / "report.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            *(paths or [str(ROOT / "suites")]),
-            "-p",
-            "no:cacheprovider",
-            "--k8s-provider",
-            "local-node",
-            # One node per machine: wait for whoever holds it, then start ours.
-            "--k8s-node-wait",
-            str(NODE_LOCK_WAIT_SECONDS),
-            "--sut",
-            str(sut),
-            "--conformance-report",
-            str(report),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        check=False,
-    )
-    output = f"exit {result.returncode}\n" + result.stdout[-8000:] + result.stderr[-2000:]
-    return output, json.loads(report.read_text()) if report.is_file() else {}
 
 
 def test_the_fast_profile_judges_images_in_pod_mode(sut_file: Path, tmp_path: Path) -> None:
