@@ -77,7 +77,7 @@ def unknown_kid_flood(k8s_cluster, sut_run):
     if cut.traffic() <= 0:
         pytest.skip(
             "no byte has passed the cut since the callee started: it does not fetch its key set "
-            f"through ${{JWKS_URL}} ({cut.how}), so its fetches cannot be counted there"
+            f"through ${{JWKS_URL}} ({cut.jwks_how}), so its fetches cannot be counted there"
         )
     real = allowed_token(k8s_cluster, sut_run)
     attacker = forged.attacker_key()
@@ -99,7 +99,7 @@ def unknown_kid_flood(k8s_cluster, sut_run):
         finally:
             cut.set_mode("forward")
     return {
-        "how": cut.how,
+        "how": cut.jwks_how,
         "tokens": len(tokens),
         "distinct_kids": len(set(kids)),
         "kid_example": kids[0],

@@ -386,7 +386,7 @@ def _first_fetch(sut_run, proxy, unknown: UnknownKid, bound: float) -> dict[str,
 
     if not _until(fetched, bound):
         pytest.skip(
-            f"verification: jwks, but the callee made no request through the cut ({proxy.how}) in "
+            f"verification: jwks, but the callee made no request through the cut ({proxy.jwks_how}) in "
             f"{bound:g} s (its key_refresh_seconds + {FETCH_SLACK_SECONDS:g}) while it was presented "
             f"{len(answers)} tokens whose kid it does not know ({summarised(answers)['statuses']}): "
             "it does not fetch its key set from ${JWKS_URL} (a fixed address? a key set read once?), "
