@@ -146,6 +146,7 @@ READ_ONLY_REFERENCES = {
     # reports as links): documentation, specifications, advisories; never fetched, never a package host.
     "kubernetes.io",
     "github.com",
+    "openid.net",
     "datatracker.ietf.org",
     "www.rfc-editor.org",
     "nvd.nist.gov",
