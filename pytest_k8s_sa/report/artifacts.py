@@ -86,7 +86,7 @@ def _pod_texts(deployment: Any, api_client: Any) -> dict[str, str]:
 
     core = kubernetes.client.CoreV1Api(api_client)
     described, events = [], []
-    roles = _roles_by_name(deployment)
+    roles = _roles(deployment, "name")
     namespaces = sorted({w.namespace for w in deployment.workloads})
     for workload in deployment.workloads:
         if workload.pod is None:
@@ -184,21 +184,13 @@ def review_transcript(log: Path, since: float, roles: Mapping[str, str]) -> dict
 ROLES = ("caller", "callee", "intruder")
 
 
-def _roles(deployment: Any | None) -> dict[str, str]:
-    """Each role's identity (``system:serviceaccount:ns:name``) -> the role."""
+def _roles(deployment: Any | None, attribute: str = "username") -> dict[str, str]:
+    """Each role's ``attribute`` -> the role: its identity (``system:serviceaccount:ns:name``), or
+    with ``attribute="name"`` its workload name (what ``Deployment.logs`` is keyed by)."""
     out = {}
     for role in ROLES:
         with contextlib.suppress(Exception):
-            out[str(getattr(deployment, role).username)] = role
-    return out
-
-
-def _roles_by_name(deployment: Any | None) -> dict[str, str]:
-    """Each role's workload name (what ``Deployment.logs`` is keyed by) -> the role."""
-    out = {}
-    for role in ROLES:
-        with contextlib.suppress(Exception):
-            out[str(getattr(deployment, role).name)] = role
+            out[str(getattr(getattr(deployment, role), attribute))] = role
     return out
 
 
@@ -216,7 +208,7 @@ def collect(
     files: dict[str, str] = {}
     if deployment is not None:
         with contextlib.suppress(Exception):
-            roles = _roles_by_name(deployment)
+            roles = _roles(deployment, "name")
             for name, text in deployment.logs().items():
                 files[f"logs/{SAFE_ID.sub('_', roles.get(name, name))}.log"] = tail(text)
         if pod_mode and api_client is not None:
