@@ -117,6 +117,7 @@ CAUGHT_BY: dict[str, set[str]] = {
     "jwks_fetches_once": {"KEY-001", "KEY-003"},
     "jwks_keeps_retired_keys": {"KEY-003"},  # the union of every key set it fetched
     "jwks_issuer_unchecked": {"SEC-004"},
+    "jwks_fails_open": {"SEC-011"},  # unverified claims granted while the key set is unreachable
     "jwks_trusts_jku": {"KEY-005"},  # the key set a token's `jku` names verifies it
 }
 SHOULD_CAUGHT_BY: dict[str, set[str]] = {
