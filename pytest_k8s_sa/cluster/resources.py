@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from collections.abc import Iterable
 
 import kubernetes
 from kubernetes.client import ApiException
 
-from ..base.waiting import wait_until
+from ..base.waiting import WaitTimeout, wait_until
 from ..components.node.images import PLACEHOLDER_IMAGE
+from .tokens import TokenReviewResult, review_token
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "pytest-k8s-sa"
@@ -145,8 +147,17 @@ def create_legacy_token_secret(
 def wait_legacy_token(
     api_client: kubernetes.client.ApiClient, namespace: str, name: str, timeout: float = 30.0
 ) -> str:
-    """Wait until the tokens controller has filled the Secret; return the decoded token."""
+    """Wait until the tokens controller has filled the Secret and the apiserver accepts its token;
+    return the decoded token.
+
+    The second wait matters: the apiserver looks a legacy token's Secret up in its own informer cache
+    first, which can still hold the Secret as created, without a token, a moment after a direct read
+    shows it filled. Until the cache catches up, reviews refuse the token with "Token does not match
+    server's copy", so a check that wants it refused for its own reason (its audience, its deleted
+    Secret) would otherwise pass or fail for this one. Refusals are not cached by the apiserver.
+    """
     found: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
 
     def filled() -> bool:
         data = core(api_client).read_namespaced_secret(name, namespace).data or {}
@@ -160,6 +171,22 @@ def wait_legacy_token(
         f"Secret {namespace}/{name} was not filled with a token; is kube-controller-manager running with "
         "--service-account-private-key-file (the tokens controller)?",
     )
+    last: list[TokenReviewResult] = []
+
+    def accepted() -> bool:
+        last.append(review_token(api_client, found["token"]))
+        return last[-1].authenticated
+
+    try:
+        wait_until(
+            accepted, max(deadline - time.monotonic(), 1.0), "legacy token not accepted", max_interval=0.1
+        )
+    except WaitTimeout:
+        raise WaitTimeout(
+            f"the apiserver does not accept the legacy token of Secret {namespace}/{name} "
+            f"(last review: {last[-1].error if last else 'none'}); its informer cache may not have "
+            "seen the filled Secret, or the token's service account is gone"
+        ) from None
     return found["token"]
 
 
