@@ -74,6 +74,7 @@ def test_the_reference_manifests_pods_are_the_builders() -> None:
             "LISTEN_ADDR": ":8081",
             "AUDIENCE": "secret-store",
             "ALLOWED_SERVICE_ACCOUNTS": allowed_service_accounts("api-ns", "api"),
+            "CACHE_TTL_SECONDS": "2",  # the reference SUT declares cache_seconds: 2
         },
         ports={"http": 8081},
         probe=http_probe("/healthz", 8081),

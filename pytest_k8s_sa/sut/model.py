@@ -461,11 +461,13 @@ REFERENCE_DOCUMENT: dict[str, Any] = {
             "AUDIENCE": "${AUDIENCE}",
             "ALLOWED_SERVICE_ACCOUNTS": "${ALLOWED_SERVICE_ACCOUNTS}",
             "KUBECONFIG": "${KUBECONFIG}",
+            "CACHE_TTL_SECONDS": "2",
+            "REVIEW_TIMEOUT_SECONDS": "1.5",
         },
         "audience": "secret-store",
         "header": "X-Client-Id",
         "health_path": "/healthz",
-        "cache_seconds": 10,
+        "cache_seconds": 2,
     },
     "caller": {
         "command": ["${PYTHON}", "-m", "pytest_k8s_sa.workloads.api"],
@@ -474,17 +476,23 @@ REFERENCE_DOCUMENT: dict[str, Any] = {
             "LISTEN_ADDR": "127.0.0.1:${PORT}",
             "SECRET_STORE_URL": "${CALLEE_URL}",
             "TOKEN_PATH": "${TOKEN_PATH}",
-            "TOKEN_REFRESH_SECONDS": "2",
+            "TOKEN_REFRESH_SECONDS": "0.5",
         },
         "token_path": "/var/run/secrets/tokens/api-token",
-        "token_refresh_seconds": 2,
+        "token_refresh_seconds": 0.5,
         "call_path": "/",
         "health_path": "/healthz",
     },
 }
 """The reference workloads written as a SUT file would describe them (process mode). Without
 ``--sut`` the suite deploys them its own way (the manifests in ``fixtures/manifests`` on pod
-providers); this description supplies the header, audience, cache and refresh figures the checks use."""
+providers); this description supplies the header, audience, cache and refresh figures the checks use.
+
+Tuned for a short run, each within what the workloads are meant for: a 2 s cache (the secret store
+holds at most 10 s; the revocation checks wait for the callee's cache after the apiserver's, so a
+10 s cache adds the time between the two), a 1.5 s TokenReview timeout (the "hang" outage waits for
+it; a review on loopback takes milliseconds), the token file re-read every 0.5 s (the rotation
+check waits for it). The manifests run the store with the same cache."""
 
 
 def reference() -> Sut:
