@@ -134,8 +134,9 @@ def _kind_command(args: argparse.Namespace) -> int:
 def conformance(pytest_args: list[str]) -> int:
     """``k8s-sa conformance [--sut FILE] [pytest options]``: the installed suite, run by pytest in-process.
 
-    The same as ``pytest --pyargs pytest_k8s_sa.suites ...`` (or ``pytest suites`` in a checkout);
-    every option of the plugin works (``--k8s-provider``, ``--conformance-report``, ...).
+    The same as ``pytest --pyargs pytest_k8s_sa.suites ...`` (or ``pytest suites`` in a checkout) with
+    ``--k8s-start-early``; every option of the plugin works (``--k8s-provider``,
+    ``--conformance-report``, ...).
     """
     import pytest
 
@@ -153,6 +154,9 @@ def conformance(pytest_args: list[str]) -> int:
     args = [str(suite_dir()), *pytest_args]
     if "cacheprovider" not in pytest_args:
         args[1:1] = ["-p", "no:cacheprovider"]  # no .pytest_cache inside site-packages
+    if "--k8s-start-early" not in pytest_args and "K8S_SA_START_EARLY" not in os.environ:
+        # The suite always needs its cluster; K8S_SA_START_EARLY=0 turns this off.
+        args.append("--k8s-start-early")
     return int(pytest.main(args))
 
 

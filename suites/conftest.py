@@ -28,6 +28,8 @@ from pytest_k8s_sa.sut.model import Sut
 # their checks late:
 from .scenarios import (  # noqa: F401
     SCENARIO_SECONDS,
+    EarlyRevocation,
+    early_revocation,
     manual_rotation,
     pytest_collection_modifyitems,
     real_time,
@@ -40,8 +42,10 @@ from .scenarios import (  # noqa: F401
 SESSION_INFRASTRUCTURE = frozenset(
     {
         "k8s_cluster",
+        "k8s_cluster_serving",
         "sut",
         "sut_run",
+        "early_revocation",
         "deployment",
         "start_background_scenarios",
         "start_real_time_scenarios",
@@ -92,12 +96,27 @@ def sut(request: pytest.FixtureRequest) -> Sut:
 
 @pytest.fixture(scope="session")
 def sut_run(
-    k8s_cluster: Cluster, k8s_names: Names, tmp_path_factory: pytest.TempPathFactory, sut: Sut
+    k8s_cluster_serving: Cluster,
+    k8s_names: Names,
+    tmp_path_factory: pytest.TempPathFactory,
+    sut: Sut,
+    early_revocation: EarlyRevocation | None,  # noqa: F811 - the fixture imported above
 ) -> Iterator[SutRun]:
     """The SUT deployed once per run (per xdist worker) by
     :func:`~pytest_k8s_sa.deploy.sut_deploy.deploy_sut`: as pods where a kubelet runs them, else as
-    local processes (the reference workloads too)."""
-    manager = deploy_sut(k8s_cluster, k8s_names, tmp_path_factory.mktemp("sut"), sut)
+    local processes (the reference workloads too).
+
+    It starts on a cluster that may still be making its default roles (the deploy waits for them
+    before the workloads start) and tells the revocation scenario the identities as soon as they
+    exist: the apiserver's 10 s cache, which every revocation check waits out, then runs while the
+    workloads start."""
+    manager = deploy_sut(
+        k8s_cluster_serving,
+        k8s_names,
+        tmp_path_factory.mktemp("sut"),
+        sut,
+        on_caller=early_revocation.start if early_revocation is not None else None,
+    )
     stack = contextlib.ExitStack()
     try:
         run = stack.enter_context(manager)

@@ -16,7 +16,15 @@ import requests
 
 from pytest_k8s_sa.base.waiting import WaitTimeout, wait_until
 from pytest_k8s_sa.cluster import resources
-from pytest_k8s_sa.cluster.tokens import BoundObject, Token, TokenReviewResult, request_token, review_token
+from pytest_k8s_sa.cluster.tokens import (
+    APISERVER_AUTH_CACHE_SECONDS,
+    BoundObject,
+    Token,
+    TokenReviewResult,
+    request_token,
+    review_token,
+    wait_past_cache,
+)
 from pytest_k8s_sa.sut.model import DOTTED_ALLOWED_NAME
 
 from .helpers import (
@@ -140,24 +148,25 @@ def ask_callee_until_refused(
         extra["exp_after_deletion_seconds"] = round(float(cases[key].token.claims["exp"]) - deleted_at, 1)
 
 
-def _revocation(k8s_cluster, k8s_names, sut_run, cleanup: list[Callable[[], None]]):
-    """Bind tokens to a pod, a service account, a secret and a legacy Secret and delete them all at
-    once, here (the callee is asked before any check disturbs it); the returned scenario waits once
-    until every token is refused by the apiserver and by the callee, then recreates same-name objects
-    and asks both again. The same code judges a TokenReview callee (REV-001..005) and an offline one
-    (REV-006): only the verdicts differ."""
-    deployment = sut_run.deployment
-    AUDIENCE = deployment.audience
+@dataclass
+class Issued:
+    """The revocation's tokens, issued and reviewed (which starts the apiserver's cache for each)."""
+
+    cases: dict[str, Case]
+    reviewed_at: float
+    """``time.monotonic()`` of the last review: from 10 s after it the apiserver re-validates them all."""
+
+
+def issue_revocation_tokens(
+    k8s_cluster, api_ns: str, caller_sa: str, audience: str, cleanup: list[Callable[[], None]]
+) -> Issued:
+    """Bind tokens to a pod, a service account and a secret, and review each once.
+
+    Only the admin works here, so it can run while the deploy starts the workloads (as soon as the
+    caller's namespace exists): the apiserver's 10 s cache starts with these reviews, and the
+    deletion may come any time before it runs out."""
     api = k8s_cluster.api_client
     core = resources.core(api)
-    namespace = k8s_names("revocation")
-    api_ns = deployment.caller.namespace
-    caller_sa = deployment.caller.service_account
-
-    began = time.monotonic()
-    resources.create_namespace(api, namespace, resources.run_labels(k8s_cluster.run_id))
-    cleanup.append(lambda: resources.delete_namespace(api, namespace))
-    resources.create_service_account(api, namespace, "bound")
     # The callee's cases use identities it grants: the allowed caller's own account (its token bound
     # to a pod and to a Secret in its namespace) and the allow-listed dotted account beside it.
     pod = resources.create_placeholder_pod(api, api_ns, "bound-pod", caller_sa)
@@ -173,48 +182,118 @@ def _revocation(k8s_cluster, k8s_names, sut_run, cleanup: list[Callable[[], None
     cleanup.append(_quietly(core.delete_namespaced_secret, "bound-secret", api_ns))
 
     def issue(sa: str, bound: BoundObject | None, ns: str) -> Case:
-        token = request_token(api, ns, sa, audiences=[AUDIENCE], expiration_seconds=3600, bound_object=bound)
-        return Case(token, review_token(api, token.raw, [AUDIENCE]))
-
-    legacy_secret = "doomed-legacy-token"
-    resources.create_legacy_token_secret(api, namespace, "bound", legacy_secret)
-    legacy_raw = resources.wait_legacy_token(api, namespace, legacy_secret)
-    legacy = Token.from_raw(legacy_raw)
+        token = request_token(api, ns, sa, audiences=[audience], expiration_seconds=3600, bound_object=bound)
+        return Case(token, review_token(api, token.raw, [audience]))
 
     cases = {
-        # Legacy tokens carry no audience: reviewed for the API audiences (None) they pass.
-        "legacy": Case(legacy, review_token(api, legacy_raw, None)),
         "pod": issue(caller_sa, BoundObject("Pod", "bound-pod", pod.metadata.uid), api_ns),
         "service_account": issue(DOTTED_ALLOWED_NAME, None, api_ns),
         "secret": issue(caller_sa, BoundObject("Secret", "bound-secret", secret.metadata.uid), api_ns),
     }
+    return Issued(cases, time.monotonic())
+
+
+def _wait_until_all_refused(
+    api, cases: dict[str, Case], audiences: list[str], cache_started: float, started: float, cancelled
+) -> None:
+    """Review each token until the apiserver refuses them all (``after``, ``seconds`` from ``started``),
+    closely once its cache of their last successful review (at ``cache_started``) runs out."""
+
+    def all_refused() -> bool:
+        cancelled()
+        for case in cases.values():
+            if case.after is None:
+                result = review_token(api, case.token.raw, audiences)
+                if not result.authenticated:
+                    case.after, case.seconds = result, round(time.monotonic() - started, 1)
+        return all(case.after is not None for case in cases.values())
+
+    timeout = max(0.1, started + 40 - time.monotonic())
+    message = "tokens still accepted 40 s after their objects were deleted"
+    wait_past_cache(all_refused, cache_started, timeout, message)
+
+
+class EarlyRevocation:
+    """Issues the revocation's tokens in a thread as soon as the deploy has made the identities
+    (``deploy_sut(on_caller=...)``), so the apiserver's 10 s cache runs while the workloads
+    start; :func:`revocation` collects them (or issues them itself where the deploy did not call)."""
+
+    def __init__(self, k8s_cluster, audience: str) -> None:
+        self._cluster = k8s_cluster
+        self._audience = audience
+        self.cleanup: list[Callable[[], None]] = []
+        self._thread: threading.Thread | None = None
+        self._issued: Issued | None = None
+        self._error: BaseException | None = None
+
+    def start(self, caller: Any) -> None:
+        def run() -> None:
+            try:
+                self._issued = issue_revocation_tokens(
+                    self._cluster, caller.namespace, caller.service_account, self._audience, self.cleanup
+                )
+            except BaseException as exc:  # handed to the revocation fixture, which fails with it
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="revocation tokens", daemon=True)
+        self._thread.start()
+
+    def issued(self, api_ns: str, caller_sa: str, timeout: float = 120.0) -> Issued:
+        """The tokens the thread issued (waits for it), or issued now when the deploy never called."""
+        if self._thread is None:
+            return issue_revocation_tokens(self._cluster, api_ns, caller_sa, self._audience, self.cleanup)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the revocation's tokens were not issued within {timeout:g} s")
+        if self._error is not None:
+            raise self._error
+        assert self._issued is not None
+        return self._issued
+
+    def close(self) -> None:
+        """Wait for the thread (its objects must exist before they are deleted), then clean up."""
+        if self._thread is not None:
+            self._thread.join(RealTime.JOIN_SECONDS)
+        for step in reversed(self.cleanup):
+            with contextlib.suppress(Exception):
+                step()
+
+
+def _revocation(k8s_cluster, sut_run, early: EarlyRevocation):
+    """Delete the objects the revocation's tokens are bound to, at once, here (the callee is asked
+    before any check disturbs it); the returned scenario waits once until every token is refused by
+    the apiserver and by the callee, then recreates same-name objects and asks both again. The same
+    code judges a TokenReview callee (REV-001..005) and an offline one (REV-006): only the verdicts
+    differ."""
+    deployment = sut_run.deployment
+    AUDIENCE = deployment.audience
+    api = k8s_cluster.api_client
+    core = resources.core(api)
+    api_ns = deployment.caller.namespace
+    caller_sa = deployment.caller.service_account
+
+    began = time.monotonic()
+    issued = early.issued(api_ns, caller_sa)
+    cases = issued.cases
     # The same tokens, presented to the callee, are granted before revocation.
     with CALLEE_EXCLUSIVE:
+        asked_at = time.monotonic()
         for key in CALLEE_CASES:
             cases[key].extra["store_before"] = status_of(sut_run, cases[key].token.raw)
+    # The apiserver's cache of the issuing reviews, unless it ran out before the callee asked (a slow
+    # rollout): then the callee's own review started a new one.
+    expired = asked_at - issued.reviewed_at >= APISERVER_AUTH_CACHE_SECONDS
+    cache_started = asked_at if expired else issued.reviewed_at
 
     started, deleted_at = time.monotonic(), time.time()
     resources.delete_pod(api, api_ns, "bound-pod")
     core.delete_namespaced_service_account(DOTTED_ALLOWED_NAME, api_ns)
     core.delete_namespaced_secret("bound-secret", api_ns)
-    core.delete_namespaced_secret(legacy_secret, namespace)
 
     def run(cancelled: Callable[[], None]) -> dict[str, Case]:
-        def all_refused() -> bool:
-            cancelled()
-            for case in cases.values():
-                if case.after is None:
-                    audiences = None if case is cases["legacy"] else [AUDIENCE]
-                    result = review_token(api, case.token.raw, audiences)
-                    if not result.authenticated:
-                        case.after, case.seconds = result, round(time.monotonic() - started, 1)
-            return all(case.after is not None for case in cases.values())
-
         for case in cases.values():
             case.extra["deleted_at"] = deleted_at
-        wait_until(
-            all_refused, 40, "tokens still accepted 40 s after their objects were deleted", max_interval=1.0
-        )
+        _wait_until_all_refused(api, cases, [AUDIENCE], cache_started, started, cancelled)
         # The callee may honour a success it cached for up to its cache_seconds after the API refuses.
         # Asked with the callee undisturbed (the lock).
         api_refused = time.monotonic()
@@ -252,13 +331,30 @@ def _revocation(k8s_cluster, k8s_names, sut_run, cleanup: list[Callable[[], None
 
 
 @pytest.fixture(scope="session")
-def revocation(k8s_cluster, k8s_names, sut_run) -> Iterator[RealTime]:
-    """The revocation scenario, started now in a thread; ``revoked`` collects what it observed."""
+def early_revocation(request, k8s_cluster_serving, sut) -> Iterator[EarlyRevocation | None]:
+    """The revocation's token issuing, which ``sut_run`` hands to the deploy when a selected check
+    needs the revocation (None otherwise); cleans up what it made at the end of the run."""
+    if not any(_uses_revocation(item) for item in _selected(request.session)):
+        yield None
+        return
+    early = EarlyRevocation(k8s_cluster_serving, sut.callee.audience)
+    try:
+        yield early
+    finally:
+        early.close()
+
+
+@pytest.fixture(scope="session")
+def revocation(sut_run, early_revocation, k8s_cluster) -> Iterator[RealTime]:
+    """The revocation scenario, started now in a thread; ``revoked`` collects what it observed.
+
+    ``sut_run`` first: it deploys on the cluster while the apiserver still makes its default roles
+    (``k8s_cluster`` would wait for them first)."""
     scenarios = RealTime()
-    cleanup: list[Callable[[], None]] = []
+    early = early_revocation or EarlyRevocation(k8s_cluster, sut_run.deployment.audience)
     try:
         try:
-            scenario = _revocation(k8s_cluster, k8s_names, sut_run, cleanup)
+            scenario = _revocation(k8s_cluster, sut_run, early)
         except Exception as exc:  # the checks that use the revocation fail with it, not the first check
             failure = exc
 
@@ -269,8 +365,8 @@ def revocation(k8s_cluster, k8s_names, sut_run) -> Iterator[RealTime]:
         yield scenarios
     finally:
         scenarios.close()
-        for step in reversed(cleanup):
-            step()
+        if early_revocation is None:
+            early.close()
 
 
 @pytest.fixture(scope="session")

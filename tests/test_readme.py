@@ -174,7 +174,7 @@ def test_readme_has_runnable_python_and_reasons_for_the_rest():
 def test_the_plugin_comes_from_the_installed_package():
     """The blocks rely on the package being installed, as a third party has it: its entry point."""
     entry_points = importlib.metadata.distribution("pytest-k8s-sa").entry_points
-    assert any(ep.group == "pytest11" and ep.value == "pytest_k8s_sa.plugin.hooks" for ep in entry_points)
+    assert any(ep.group == "pytest11" and ep.value == "pytest_k8s_sa.plugin.entry" for ep in entry_points)
 
 
 SHIPPED_ONLY = {"pytest_k8s_sa.suites"}

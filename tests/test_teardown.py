@@ -8,7 +8,6 @@ has its data, certificate and log paths there, every workload its token paths.
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from leftovers import processes_mentioning
 
 from pytest_k8s_sa.base.process import Process, ProcessError, sweep_orphans
 from pytest_k8s_sa.base.waiting import wait_until
@@ -30,24 +30,6 @@ def test_uses_cluster(k8s_cluster, k8s_names, k8s_namespace, tmp_path):
         {body}
 """
 COMPONENTS = 6  # etcd, kube-apiserver, kube-controller-manager, secret store, API service, data store
-
-
-def processes_mentioning(text: str) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            environ = (proc / "environ").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if "-mpytest" in argv or any(pair == ("-m", "pytest") for pair in itertools.pairwise(argv)):
-            continue  # pytest itself (inner runs), not what it started
-        cmdline = " ".join(argv)
-        if text in cmdline or text in environ:
-            found.append(f"{proc.name}: {cmdline[:200]}")
-    return found
 
 
 def assert_nothing_left(basetemp: Path) -> None:
@@ -224,3 +206,19 @@ def test_sweep_spares_processes_whose_owner_lives(tmp_path, monkeypatch):
         assert len(processes_mentioning(marker)) == 2
     finally:
         owned.stop()
+
+
+def test_the_heap_is_frozen_at_exit_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plugin skips the interpreter's last collection (``gc.freeze`` at exit), registered once
+    however many pytest runs the process holds (pytester runs configure the plugin again)."""
+    import atexit
+    import gc
+
+    from pytest_k8s_sa.plugin import hooks
+
+    registered: list[object] = []
+    monkeypatch.setattr(atexit, "register", registered.append)
+    monkeypatch.setattr(hooks, "_EXIT_HOOKED", [])
+    hooks._exit_without_a_final_collection()
+    hooks._exit_without_a_final_collection()
+    assert registered == [gc.freeze]

@@ -93,8 +93,9 @@ class Process:
     def running(self) -> bool:
         return self._popen is not None and self._popen.poll() is None
 
-    def start(self, timeout: float = 60.0) -> None:
-        """Start the process and wait until its health check passes.
+    def start(self, timeout: float = 60.0, *, wait: bool = True) -> None:
+        """Start the process and wait until its health check passes (``wait=False``: leave that to
+        :meth:`wait_healthy`).
 
         On failure the process is stopped and the error quotes the tail of its log.
         """
@@ -112,6 +113,11 @@ class Process:
             preexec_fn=_die_with_parent if self.die_with_parent and sys.platform == "linux" else None,
         )
         _register(self)
+        if wait:
+            self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Wait until the health check passes (none: at once); on failure stop it and raise."""
         if self.health is None:
             return
         try:

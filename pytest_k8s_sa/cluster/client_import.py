@@ -14,8 +14,10 @@ import threading
 
 import kubernetes
 
-API_CLASSES = ("CoreV1Api", "RbacAuthorizationV1Api", "AuthenticationV1Api", "AppsV1Api")
-"""The API classes a run uses first (namespaces, RBAC, TokenReview, the pod-mode rollouts)."""
+API_CLASSES = ("CoreV1Api", "RbacAuthorizationV1Api", "AuthenticationV1Api")
+"""The API classes a run uses first (namespaces, RBAC, TokenReview). Not ``AppsV1Api`` (0.3 s): only
+pod-mode rollouts use it, on providers that take many seconds to start anyway, while on the local
+provider it would only take the CPU from the control plane's start."""
 
 
 def import_api_classes_in_background() -> threading.Thread:

@@ -23,6 +23,13 @@ class Cluster:
     def __post_init__(self) -> None:
         self.api_client = self.info.api_client()
 
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Return once the cluster is fully ready: a no-op unless it was handed out while its apiserver
+        still bootstrapped (:class:`~..providers.base.ServingStart`); idempotent."""
+        if self.info.wait_ready is not None:
+            self.info.wait_ready(timeout)
+            self.info.wait_ready = None
+
     @property
     def provider(self) -> str:
         return self.info.provider

@@ -70,6 +70,8 @@ class Target:
     stack: Cleanups
     labels: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    on_caller: Callable[[Identity], None] | None = None
+    """Told the allowed caller's identity as soon as it exists (:func:`~.sut_deploy.deploy_sut`)."""
 
     @property
     def api_client(self) -> kubernetes.client.ApiClient:
@@ -130,12 +132,21 @@ def identity(
 
 
 def identities(target: Target) -> Identities:
-    """The caller's, the callee's and the intruder's namespaces and identities."""
-    made = [
-        identity(target.cluster, target.stack, target.names(stem), stem, f"{stem}-identity", target.labels)
-        for stem in (CALLER_SA, CALLEE_SA, INTRUDER_SA)
-    ]
+    """The caller's, the callee's and the intruder's namespaces and identities (``on_caller`` is told
+    the caller's first)."""
+    made = []
+    for stem in (CALLER_SA, CALLEE_SA, INTRUDER_SA):
+        names = target.names(stem)
+        made.append(identity(target.cluster, target.stack, names, stem, f"{stem}-identity", target.labels))
+        if stem == CALLER_SA and target.on_caller is not None:
+            target.on_caller(made[0])
     return Identities(*made)
+
+
+def cluster_ready(target: Target) -> None:
+    """Wait until the cluster is fully ready (a cluster handed out while its apiserver still made its
+    default roles; a no-op otherwise): workloads start only then."""
+    target.cluster.wait_ready(START_TIMEOUT)
 
 
 JWKS_PATH = "/openid/v1/jwks"

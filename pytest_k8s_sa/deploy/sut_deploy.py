@@ -107,17 +107,31 @@ def deploy_mode(cluster: Cluster, sut: Sut) -> str:
 
 
 @contextlib.contextmanager
-def deploy_sut(cluster: Cluster, names: Callable[[str], str], workdir: Path, sut: Sut) -> Iterator[SutRun]:
+def deploy_sut(
+    cluster: Cluster,
+    names: Callable[[str], str],
+    workdir: Path,
+    sut: Sut,
+    *,
+    on_caller: Callable[[steps.Identity], None] | None = None,
+) -> Iterator[SutRun]:
     """Deploy ``sut`` (a team's, or the reference workloads') on ``cluster``; undo it all on exit.
 
     The one deploy path of the suite: the mode follows from the cluster and the SUT
     (:func:`deploy_mode`), the steps register their undo on one stack, so a failure halfway undoes
     exactly what was made. A :class:`~..errors.K8sSAError` (a SutError, a DeployError) says why it
     did not deploy.
+
+    ``cluster`` may still be getting ready (``k8s_cluster_serving``): the deploy waits for it before
+    the workloads start. ``on_caller`` is told (process and pod mode) the allowed caller's identity
+    as soon as its namespace and service account exist (before the callee's and the intruder's), so
+    the suite can start work of its own there (its revocation tokens) while the rest is deployed; it
+    must not block.
     """
     compose = {"process": _processes, "pod": _pods, "manifests": _manifests}[deploy_mode(cluster, sut)]
     with Cleanups() as stack:
-        target = steps.Target(cluster, names, workdir, sut, stack, resources.run_labels(cluster.run_id))
+        labels = resources.run_labels(cluster.run_id)
+        target = steps.Target(cluster, names, workdir, sut, stack, labels, on_caller=on_caller)
         yield compose(target)
 
 
@@ -134,6 +148,7 @@ def _processes(target: steps.Target) -> SutRun:
     binding = steps.grant_review_rights(target, ids.callee)
     steps.open_issuer_discovery(target)
     cut = steps.process_cut(target, ids.callee)
+    steps.cluster_ready(target)  # the callee's review rights name a default role
     callee = steps.process_callee(target, ids, cut)
     verdict = steps.callee_ready(target, ids.caller, callee.url)
     caller = ids.caller.workload()
@@ -167,6 +182,7 @@ def _pods(target: steps.Target) -> SutRun:
         "image",
         f"on the {cluster.provider} provider, which runs pods; or use --k8s-provider local with `command`",
     )
+    steps.cluster_ready(target)
     stream_client = target.stream_client()
     load_archives(cluster, sut)
     ids = steps.identities(target)
@@ -232,6 +248,7 @@ def _manifests(target: steps.Target) -> SutRun:
     """The reference workloads on a pod provider: ``fixtures/manifests`` applied, the secret store's
     in-cluster API address re-pointed at an api-cut pod (the fail-closed checks)."""
     cluster = target.cluster
+    steps.cluster_ready(target)
     cut = ManifestsCut(cluster, target.labels)
     stream_client = target.stream_client()
     deployed = target.stack.enter_context(deploy_manifests(cluster, target.names, target.workdir, patch=cut))

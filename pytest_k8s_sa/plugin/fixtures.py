@@ -98,9 +98,9 @@ class MintTokenFactory(Protocol):
 
 
 @pytest.fixture(scope="session")
-def k8s_names(k8s_cluster: Cluster) -> Names:
+def k8s_names(k8s_cluster_serving: Cluster) -> Names:
     """Generates object names unique to the run and worker (shared by the other fixtures)."""
-    return Names(k8s_cluster.run_id)
+    return Names(k8s_cluster_serving.run_id)
 
 
 @pytest.fixture(scope="session")

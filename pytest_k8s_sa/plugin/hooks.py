@@ -1,4 +1,4 @@
-"""The pytest plugin (entry point ``pytest11: k8s_sa``): options, the cluster fixture, hooks.
+"""The pytest plugin's hooks and cluster fixture (registered by the entry point, :mod:`.entry`).
 
 The library does the work; this module decides which provider to use, keeps one cluster per run
 (shared by pytest-xdist workers), cleans up, and attaches component logs to failed tests.
@@ -6,8 +6,10 @@ The library does the work; this module decides which provider to use, keeps one 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
+import gc
 import os
 import signal
 import threading
@@ -23,11 +25,12 @@ from ..base.rwlock import RunLock, run_lock_path
 from ..cluster import resources
 from ..cluster.client_import import import_api_classes_in_background
 from ..cluster.cluster import Cluster
-from ..providers.base import Provider
+from ..providers.base import Provider, ServingStart
 from ..providers.local import stop_shared
 from ..providers.registry import build_provider
 from ..sut.model import SutError, load, reference
 from . import options
+from .early import EARLY_KEY
 from .fixtures import (  # noqa: F401 - fixtures are registered by being in this module
     CLUSTER_KEY,
     FAILED_KEY,
@@ -48,13 +51,17 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
 )
 
 LOG_TAIL_LINES = 40
+ENTRY = "pytest_k8s_sa.plugin.entry"
 
 # Conformance checks (marker, `check` fixture, JSON report) are a plugin module of their own.
 pytest_plugins = ["pytest_k8s_sa.plugin.conformance"]
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
-    options.register(parser, pluginmanager)
+    """The options come with the entry point (:mod:`.entry`); this module alone (``-p
+    pytest_k8s_sa.plugin.hooks`` with plugin autoload off) registers them itself."""
+    if not any(getattr(p, "__name__", None) == ENTRY for p in pluginmanager.get_plugins()):
+        options.register(parser, pluginmanager)
 
 
 def _is_xdist_worker(config: pytest.Config) -> bool:
@@ -78,6 +85,24 @@ def pytest_configure(config: pytest.Config) -> None:
         run_id = uuid.uuid4().hex[:8]
     config.stash[RUN_ID_KEY] = run_id
     _stop_on_sigterm()
+    _exit_without_a_final_collection()
+
+
+_EXIT_HOOKED: list[bool] = []
+
+
+def _exit_without_a_final_collection() -> None:
+    """Freeze the heap when the interpreter exits, once per process.
+
+    The interpreter's last garbage collection walks every object still alive, and the kubernetes
+    client's models and pydantic's schemas are many: about 0.5 s of a run. Frozen objects are skipped
+    (``gc.freeze``); they are still freed by reference counting, and the OS reclaims the rest. An
+    ``atexit`` hook rather than ``pytest_unconfigure``: a pytest run inside a test process (pytester)
+    must not freeze the outer process's heap.
+    """
+    if not _EXIT_HOOKED:
+        _EXIT_HOOKED.append(True)
+        atexit.register(gc.freeze)
 
 
 def _stop_on_sigterm() -> None:
@@ -130,24 +155,47 @@ def _progress_visible(config: pytest.Config) -> contextlib.AbstractContextManage
 
 
 @pytest.fixture(scope="session")
-def k8s_cluster(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    """The cluster of this run: started (local, kind) or attached to (kubeconfig).
+def k8s_cluster(k8s_cluster_serving: Cluster) -> Cluster:
+    """The cluster of this run: started (local, kind) or attached to (kubeconfig), and ready.
 
     Provides the kubeconfig path, an admin ``api_client``, the provider, server version, issuer,
     API audiences and ``capabilities`` (signing key at hand, pods run by a kubelet).
     """
+    try:
+        k8s_cluster_serving.wait_ready()
+    except K8sSAError as exc:
+        pytest.fail(f"[k8s-sa] {exc}", pytrace=False)
+    return k8s_cluster_serving
+
+
+@pytest.fixture(scope="session")
+def k8s_cluster_serving(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """The same cluster as ``k8s_cluster``, handed out as soon as its apiserver serves the admin.
+
+    On the local provider that is about 2 s before ``k8s_cluster``: kube-apiserver still creates its
+    default RBAC roles, so an identity bound to one (``system:auth-delegator``) may be refused until
+    ``wait_ready()`` returns. For setups that start with admin work (namespaces, service accounts,
+    tokens) and call ``wait_ready()`` before anything else; elsewhere the same as ``k8s_cluster``.
+    """
     config = request.config
-    provider = make_provider(config, tmp_path_factory)
+    early = config.stash.get(EARLY_KEY, None)
     import_api_classes_in_background()  # overlaps the client's slow first import with the start
     failure = None
     try:
-        with _progress_visible(config):
-            info = provider.create()
+        taken = early.take() if early is not None else None
+        if taken is not None:
+            provider, info = taken  # started while pytest imported and collected (--k8s-start-early)
+        else:
+            provider = make_provider(config, tmp_path_factory)
+            with _progress_visible(config):
+                info = provider.create_serving() if isinstance(provider, ServingStart) else provider.create()
     except K8sSAError as exc:
         failure = str(exc)  # failed outside the handler, so the report does not repeat it as a chain
     if failure is not None:
+        if early is not None:
+            early.release()
         pytest.fail(f"[k8s-sa] {failure}", pytrace=False)
     cluster = Cluster(info, config.stash[RUN_ID_KEY])
     config.stash[CLUSTER_KEY] = cluster
@@ -161,7 +209,10 @@ def k8s_cluster(
         finally:
             cluster.close()
             del config.stash[CLUSTER_KEY]
-            provider.destroy()
+            if taken is not None and early is not None:
+                early.release()  # destroys it, then ends the thread its processes die with
+            else:
+                provider.destroy()
 
 
 ROTATING_FIXTURES = ("rotate_signing_key", "key_rotation")

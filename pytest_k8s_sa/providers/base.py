@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import kubernetes
+if TYPE_CHECKING:  # the plugin's entry point imports this module before the kubernetes client
+    import kubernetes
 
-from ..components.pki import CertificateAuthority
+    from ..components.pki import CertificateAuthority
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,17 @@ class KeyControl(Protocol):
         """Whether the key set differs from what :meth:`restore_original_key` leaves."""
 
 
+@runtime_checkable
+class ServingStart(Protocol):
+    """Optional: a provider that can hand its cluster out as soon as the apiserver serves the admin
+    (local does), before kube-apiserver has created its default RBAC roles (~2 s more, mostly its own
+    one-second poll). A setup that only needs the admin overlaps that; ``ClusterInfo.wait_ready``
+    returns once the cluster is as ready as :meth:`Provider.create` leaves it."""
+
+    def create_serving(self) -> ClusterInfo:
+        """:meth:`Provider.create`, returning earlier; ``wait_ready`` of the result waits for the rest."""
+
+
 @dataclass
 class ClusterInfo:
     """What a provider knows about its cluster once it is up."""
@@ -116,11 +128,16 @@ class ClusterInfo:
     apiserver (local, local-node; kind with the project's configuration, mounted out of the node): the
     review transcript of a failed check's artifacts. None: the provider cannot see the apiserver's
     reviews (an existing cluster, a kind configuration of the user's), the artifacts go without."""
+    wait_ready: Callable[[float], None] | None = None
+    """Set by :meth:`ServingStart.create_serving`: blocks (up to the seconds given) until the default
+    roles exist and the controller manager runs; None: the cluster was ready when handed out."""
     refresh_logs: Callable[[], None] | None = None
     """Copies the component logs into ``log_paths`` before they are attached to a failed test's
     report, for providers whose logs live elsewhere (kind: inside the node container)."""
 
     def api_client(self) -> kubernetes.client.ApiClient:
+        import kubernetes  # imported here: see the TYPE_CHECKING import above
+
         return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
 
 

@@ -11,20 +11,33 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
 from filelock import FileLock
 
+from ..base.errors import K8sSAError
 from ..base.process import forget, kill_group, process_start_time
+from ..base.waiting import WaitTimeout, wait_until
 from ..components.binaries import DEFAULT_K8S_VERSION, find_binaries
-from ..components.controlplane import ControlPlane, restart_recorded_apiserver
+from ..components.controlplane import (
+    DEFAULT_SERVICE_ACCOUNT,
+    ControlPlane,
+    recorded_get,
+    restart_recorded_apiserver,
+)
 from ..components.signingkeys import SigningKeys
 from .base import Capabilities, ClusterInfo
 from .keys import ApiServerKeyControl
 
 STATE_DIR = "k8s-sa-local"
+READY_PATHS = ("/readyz", DEFAULT_SERVICE_ACCOUNT)
+"""What :meth:`~..components.controlplane.ControlPlane.wait_ready` waits for, asked over HTTP."""
+START_TIMEOUT = 90.0
+"""Seconds the control plane has to get ready (about 3 on an idle machine)."""
 RESTART_TIMEOUT = 90.0
 """Seconds a restarted kube-apiserver has to answer ``/readyz`` (a few on an idle machine)."""
 
@@ -47,9 +60,16 @@ class LocalProvider:
         owner_pid: int | None = None,
         keep: bool = False,
         shared: bool = False,
+        owns_dir: bool = False,
     ) -> None:
-        """``shared``: an xdist worker; the cluster belongs to the run and the controller stops it."""
+        """``shared``: an xdist worker; the cluster belongs to the run and the controller stops it.
+        ``owns_dir``: ``shared_dir`` was made for this provider alone, so :meth:`destroy` removes it
+        too (unless ``keep``)."""
         self.shared_dir = shared_dir
+        self.owns_dir = owns_dir
+        self.launched = threading.Event()
+        """Set once this provider's kube-apiserver is spawned (see ``ControlPlane.launched``), or its
+        start ended without one; may be replaced by another event before :meth:`create_serving`."""
         self.shared = shared
         self.workdir = shared_dir / STATE_DIR
         self.version = version
@@ -63,6 +83,19 @@ class LocalProvider:
         return self.workdir / "state.json"
 
     def create(self) -> ClusterInfo:
+        info = self.create_serving()
+        assert info.wait_ready is not None
+        try:
+            info.wait_ready(START_TIMEOUT)
+        except BaseException:
+            self.destroy()
+            raise
+        info.wait_ready = None
+        return info
+
+    def create_serving(self) -> ClusterInfo:
+        """:meth:`create`, returned as soon as the apiserver serves the admin (see
+        :class:`~.base.ServingStart`); ``wait_ready`` of the result waits for the default roles."""
         self.shared_dir.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self._lock_path)):
             state = self._read_live_state()
@@ -78,7 +111,32 @@ class LocalProvider:
             log_paths={k: Path(v) for k, v in state["logs"].items()},
             key_control=self._key_control(state),
             review_log=Path(state["review_log"]) if state.get("review_log") else None,
+            wait_ready=self._wait_ready(state),
         )
+
+    def _wait_ready(self, state: dict[str, Any]) -> Callable[[float], None]:
+        """Through the ``ControlPlane`` this process started (a component dying fails it at once),
+        else (an xdist worker that attached) over HTTP with the admin's certificate."""
+        if self.control_plane is not None:
+            return self.control_plane.wait_ready
+        record = state["apiserver"]
+
+        def ready() -> bool:
+            return all(recorded_get(record, path).status_code == 200 for path in READY_PATHS)
+
+        def wait(timeout: float) -> None:
+            try:
+                wait_until(
+                    ready,
+                    timeout,
+                    "the shared control plane did not get ready",
+                    max_interval=0.1,
+                    ignore=(requests.RequestException, OSError),
+                )
+            except WaitTimeout as exc:
+                raise K8sSAError(f"{exc}; its logs: {self.workdir / 'logs'}") from None
+
+        return wait
 
     def _key_control(self, state: dict[str, Any]) -> ApiServerKeyControl | None:
         if "apiserver" not in state or "pki" not in state:
@@ -121,8 +179,14 @@ class LocalProvider:
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         binaries = find_binaries(self.version, self.bin_dir)
-        cp = ControlPlane(self.workdir, binaries, owner_pid=self.owner_pid, die_with_parent=not self.shared)
-        cp.start()
+        cp = ControlPlane(
+            self.workdir,
+            binaries,
+            owner_pid=self.owner_pid,
+            die_with_parent=not self.shared,
+            launched=self.launched,
+        )
+        cp.start(START_TIMEOUT, ready=False)
         self.control_plane = cp
         state: dict[str, Any] = {
             "kubeconfig": str(cp.kubeconfig),
@@ -168,7 +232,7 @@ class LocalProvider:
             self.control_plane = None
             self._state_path.unlink(missing_ok=True)
         if not self.keep:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            shutil.rmtree(self.shared_dir if self.owns_dir else self.workdir, ignore_errors=True)
 
 
 def stop_shared(shared_dir: Path, keep: bool = False) -> bool:

@@ -28,7 +28,10 @@ class SettingsError(K8sSAError):
 def _local(settings: Settings) -> Provider:
     from .local import LocalProvider
 
-    work_dir = Path(settings.work_dir) if settings.work_dir else Path(tempfile.mkdtemp(prefix="k8s-sa-"))
+    temporary = not settings.work_dir  # then the provider removes the folder with the cluster
+    work_dir = (
+        Path(tempfile.mkdtemp(prefix=f"k8s-sa-{os.getpid()}-")) if temporary else Path(str(settings.work_dir))
+    )
     return LocalProvider(
         work_dir,
         version=settings.k8s_version or DEFAULT_K8S_VERSION,
@@ -36,6 +39,7 @@ def _local(settings: Settings) -> Provider:
         owner_pid=settings.owner_pid or os.getpid(),
         keep=settings.keep_cluster,
         shared=settings.shared,
+        owns_dir=temporary,
     )
 
 

@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from .entry import run_main
 from .envconfig import ConfigError, env_str, format_hostport, log_event, parse_listen_addr
-from .httpserver import Request, Response, WorkloadServer, bind, json_response
+from .httpserver import SHUTDOWN_POLL_SECONDS, Request, Response, WorkloadServer, bind, json_response
 
 MODES = ("forward", "down", "reset", "hang", "plaintext", "http", "trickle", "silent", "review", "relay")
 TLS_MODES = ("http", "trickle", "silent", "review", "relay")
@@ -192,7 +192,7 @@ class ApiCut:
         listener.bind((self.host, self.port))
         self.port = listener.getsockname()[1]  # port 0: the kernel's choice, kept for `down` -> `forward`
         listener.listen(64)
-        listener.settimeout(0.2)
+        listener.settimeout(SHUTDOWN_POLL_SECONDS)
         self._listener = listener
         self._acceptor = self._spawn(self._accept_loop, listener)
 
@@ -264,7 +264,7 @@ class ApiCut:
                 selector.register(client, selectors.EVENT_READ, upstream)
                 selector.register(upstream, selectors.EVENT_READ, client)
                 while not self._stop.is_set():
-                    for key, _ in selector.select(timeout=0.5):
+                    for key, _ in selector.select(timeout=SHUTDOWN_POLL_SECONDS):
                         source: socket.socket = key.fileobj  # type: ignore[assignment]
                         data = source.recv(65536)
                         if not data:

@@ -33,7 +33,15 @@ from .api import token_claims
 from .entry import run_main
 from .envconfig import ConfigError, Endpoint, env_float, env_str, log_event, parse_endpoint, parse_listen_addr
 from .httpclient import MAX_RESPONSE_BYTES
-from .httpserver import Request, RequestHandler, Response, WorkloadServer, bind, json_response
+from .httpserver import (
+    SHUTDOWN_POLL_SECONDS,
+    Request,
+    RequestHandler,
+    Response,
+    WorkloadServer,
+    bind,
+    json_response,
+)
 
 SERVICE = "token-tap"
 AUTHORIZATION = "authorization"
@@ -174,7 +182,9 @@ class LoopbackTap:
     def __init__(self, upstream: str, header: str) -> None:
         self.tap = TokenTap(parse_endpoint(upstream, "upstream", schemes=("http",)), header, log=False)
         self._server = relay_server(self.tap, ("127.0.0.1", 0))
-        self._thread = threading.Thread(target=self._server.serve_forever, name=SERVICE, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), name=SERVICE, daemon=True
+        )
         self._thread.start()
 
     @property
@@ -220,7 +230,8 @@ def make_server(config: Config) -> WorkloadServer:
     """Start the relay (in a thread) and return the status server, which ``run_main`` serves."""
     tap = TokenTap(config.upstream, config.header, timeout=config.timeout)
     relay = relay_server(tap, config.listen)
-    threading.Thread(target=relay.serve_forever, name="relay", daemon=True).start()
+    poll = SHUTDOWN_POLL_SECONDS
+    threading.Thread(target=relay.serve_forever, args=(poll,), name="relay", daemon=True).start()
     log_event("relaying", service=SERVICE, addr=relay.bound_addr, upstream=config.upstream.url)
     return status_server(tap, config.status_listen)
 
