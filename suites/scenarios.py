@@ -166,29 +166,26 @@ def issue_revocation_tokens(
     caller's namespace exists): the apiserver's 10 s cache starts with these reviews, and the
     deletion may come any time before it runs out."""
     api = k8s_cluster.api_client
-    core = resources.core(api)
     # The callee's cases use identities it grants: the allowed caller's own account (its token bound
-    # to a pod and to a Secret in its namespace) and the allow-listed dotted account beside it.
+    # to a pod and to a Secret in its namespace) and the allow-listed dotted account beside it. The
+    # cleanups name the client's CoreV1Api only when they run: it may still be importing now.
     pod = resources.create_placeholder_pod(api, api_ns, "bound-pod", caller_sa)
     cleanup.append(lambda: resources.delete_pod(api, api_ns, "bound-pod"))
     resources.create_service_account(api, api_ns, DOTTED_ALLOWED_NAME)
-    cleanup.append(_quietly(core.delete_namespaced_service_account, DOTTED_ALLOWED_NAME, api_ns))
-    secret = core.create_namespaced_secret(
-        api_ns,
-        kubernetes.client.V1Secret(
-            metadata=kubernetes.client.V1ObjectMeta(name="bound-secret"), string_data={"k": "v"}
-        ),
+    cleanup.append(
+        _quietly(lambda: resources.core(api).delete_namespaced_service_account(DOTTED_ALLOWED_NAME, api_ns))
     )
-    cleanup.append(_quietly(core.delete_namespaced_secret, "bound-secret", api_ns))
+    secret = resources.create_secret(api, api_ns, "bound-secret", {"k": "v"})
+    cleanup.append(_quietly(lambda: resources.core(api).delete_namespaced_secret("bound-secret", api_ns)))
 
     def issue(sa: str, bound: BoundObject | None, ns: str) -> Case:
         token = request_token(api, ns, sa, audiences=[audience], expiration_seconds=3600, bound_object=bound)
         return Case(token, review_token(api, token.raw, [audience]))
 
     cases = {
-        "pod": issue(caller_sa, BoundObject("Pod", "bound-pod", pod.metadata.uid), api_ns),
+        "pod": issue(caller_sa, BoundObject("Pod", "bound-pod", pod.uid), api_ns),
         "service_account": issue(DOTTED_ALLOWED_NAME, None, api_ns),
-        "secret": issue(caller_sa, BoundObject("Secret", "bound-secret", secret.metadata.uid), api_ns),
+        "secret": issue(caller_sa, BoundObject("Secret", "bound-secret", secret.uid), api_ns),
     }
     return Issued(cases, time.monotonic())
 
@@ -316,8 +313,8 @@ def _revocation(k8s_cluster, sut_run, early: EarlyRevocation):
         # Same-name objects with new UIDs must not bring the tokens back, for the apiserver or the callee.
         new_pod = resources.create_placeholder_pod(api, api_ns, "bound-pod", caller_sa)
         new_sa = resources.create_service_account(api, api_ns, DOTTED_ALLOWED_NAME)
-        cases["pod"].extra["new_pod_uid"] = new_pod.metadata.uid
-        cases["service_account"].extra["new_sa_uid"] = new_sa.metadata.uid
+        cases["pod"].extra["new_pod_uid"] = new_pod.uid
+        cases["service_account"].extra["new_sa_uid"] = new_sa.uid
         for key in ("pod", "service_account"):
             cases[key].after_recreate = review_token(api, cases[key].token.raw, [AUDIENCE])
         with CALLEE_EXCLUSIVE:

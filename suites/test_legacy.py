@@ -83,14 +83,10 @@ def test_secret_readers_can_impersonate(
             role_ref=kubernetes.client.V1RoleRef(
                 api_group="rbac.authorization.k8s.io", kind="Role", name=role
             ),
-            subjects=[
-                kubernetes.client.RbacV1Subject(
-                    kind="ServiceAccount", name=reader.metadata.name, namespace=ns
-                )
-            ],
+            subjects=[kubernetes.client.RbacV1Subject(kind="ServiceAccount", name=reader.name, namespace=ns)],
         ),
     )
-    reader_ref = ServiceAccountRef(ns, reader.metadata.name, reader.metadata.uid)
+    reader_ref = ServiceAccountRef(ns, reader.name, reader.uid)
     reader_client = k8s_cluster.client_for_token(projected_token(reader_ref, expiration_seconds=600).raw)
     try:
         stolen: list[str] = []
@@ -109,11 +105,11 @@ def test_secret_readers_can_impersonate(
     finally:
         reader_client.close()
     review = token_review(stolen[0])
-    check.record("reader", f"{ns}:{reader.metadata.name}")
+    check.record("reader", f"{ns}:{reader.name}")
     check.record("authenticated_as", review.username)
     assert review.authenticated
     assert review.username == deployment.caller.username
-    assert review.username != f"system:serviceaccount:{ns}:{reader.metadata.name}"
+    assert review.username != f"system:serviceaccount:{ns}:{reader.name}"
 
 
 REFUSED_WITHIN_SECONDS = 40.0

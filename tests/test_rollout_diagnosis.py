@@ -14,7 +14,7 @@ from pytest_k8s_sa.deploy import DeployError, describe_pod, failing_reason, wait
 
 def _pod(api: kubernetes.client.ApiClient, namespace: str, app: str) -> str:
     pod = resources.create_placeholder_pod(api, namespace, app, "default", labels={"app": app})
-    return str(pod.metadata.name)
+    return pod.name
 
 
 def _waiting(api: kubernetes.client.ApiClient, namespace: str, name: str, reason: str, message: str) -> None:

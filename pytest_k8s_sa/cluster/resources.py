@@ -16,6 +16,8 @@ from kubernetes.client import ApiException
 
 from ..base.waiting import WaitTimeout, wait_until
 from ..components.node.images import PLACEHOLDER_IMAGE
+from . import rest
+from .rest import Created
 from .tokens import TokenReviewResult, review_token
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -47,11 +49,12 @@ def core(api_client: kubernetes.client.ApiClient) -> kubernetes.client.CoreV1Api
     return kubernetes.client.CoreV1Api(api_client)
 
 
-def create_namespace(
-    api_client: kubernetes.client.ApiClient, name: str, labels: dict[str, str]
-) -> kubernetes.client.V1Namespace:
-    body = kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name, labels=labels))
-    return core(api_client).create_namespace(body)
+def create_namespace(api_client: kubernetes.client.ApiClient, name: str, labels: dict[str, str]) -> Created:
+    """The namespaces, service accounts, placeholder pods and secrets of a run are made with plain JSON
+    (:mod:`.rest`): the first of them are on the path to the first check, and the client's
+    ``CoreV1Api`` is still being imported then."""
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+    return Created.from_object(rest.call(api_client, "POST", "/api/v1/namespaces", body))
 
 
 def keep_namespace(api_client: kubernetes.client.ApiClient, name: str) -> None:
@@ -84,11 +87,11 @@ def wait_namespaces_gone(
 
 def create_service_account(
     api_client: kubernetes.client.ApiClient, namespace: str, name: str, labels: dict[str, str] | None = None
-) -> kubernetes.client.V1ServiceAccount:
-    body = kubernetes.client.V1ServiceAccount(
-        metadata=kubernetes.client.V1ObjectMeta(name=name, labels=labels)
+) -> Created:
+    body = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(name, labels)}
+    return Created.from_object(
+        rest.call(api_client, "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", body)
     )
-    return core(api_client).create_namespaced_service_account(namespace, body)
 
 
 def create_placeholder_pod(
@@ -99,19 +102,31 @@ def create_placeholder_pod(
     *,
     labels: dict[str, str] | None = None,
     image: str = PLACEHOLDER_IMAGE,
-) -> kubernetes.client.V1Pod:
+) -> Created:
     """A Pod that exists (and runs, where a kubelet is) so tokens can be bound to it."""
-    body = kubernetes.client.V1Pod(
-        metadata=kubernetes.client.V1ObjectMeta(name=name, labels=labels),
-        spec=kubernetes.client.V1PodSpec(
-            service_account_name=service_account,
-            automount_service_account_token=False,
-            containers=[
-                kubernetes.client.V1Container(name="main", image=image, image_pull_policy="IfNotPresent")
-            ],
-        ),
-    )
-    return core(api_client).create_namespaced_pod(namespace, body)
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _meta(name, labels),
+        "spec": {
+            "serviceAccountName": service_account,
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "main", "image": image, "imagePullPolicy": "IfNotPresent"}],
+        },
+    }
+    return Created.from_object(rest.call(api_client, "POST", f"/api/v1/namespaces/{namespace}/pods", body))
+
+
+def create_secret(
+    api_client: kubernetes.client.ApiClient, namespace: str, name: str, string_data: dict[str, str]
+) -> Created:
+    """An Opaque Secret (one tokens can be bound to)."""
+    body = {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(name), "stringData": string_data}
+    return Created.from_object(rest.call(api_client, "POST", f"/api/v1/namespaces/{namespace}/secrets", body))
+
+
+def _meta(name: str, labels: dict[str, str] | None = None) -> dict[str, object]:
+    return {"name": name, "labels": labels} if labels else {"name": name}
 
 
 def delete_pod(

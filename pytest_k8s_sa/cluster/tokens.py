@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..base.waiting import WaitTimeout, wait_until
 from ..components import pki
+from . import rest
 
 SA_PREFIX = "system:serviceaccount:"
 CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
@@ -92,11 +93,10 @@ class BoundObject:
     name: str
     uid: str | None = None
 
-    def to_api(self) -> kubernetes.client.V1BoundObjectReference:
-        api_version = "v1"
-        return kubernetes.client.V1BoundObjectReference(
-            api_version=api_version, kind=self.kind, name=self.name, uid=self.uid
-        )
+    def to_json(self) -> dict[str, str]:
+        """The ``boundObjectRef`` of a TokenRequest."""
+        ref = {"apiVersion": "v1", "kind": self.kind, "name": self.name}
+        return ref | {"uid": self.uid} if self.uid else ref
 
 
 def request_token(
@@ -108,16 +108,20 @@ def request_token(
     expiration_seconds: int | None = None,
     bound_object: BoundObject | None = None,
 ) -> Token:
-    """TokenRequest for ``namespace/service_account``; raises ``ApiException`` as the API answers."""
-    spec = kubernetes.client.V1TokenRequestSpec(
-        audiences=list(audiences or []),
-        expiration_seconds=expiration_seconds,
-        bound_object_ref=bound_object.to_api() if bound_object else None,
-    )
-    answer = kubernetes.client.CoreV1Api(api_client).create_namespaced_service_account_token(
-        service_account, namespace, kubernetes.client.AuthenticationV1TokenRequest(spec=spec)
-    )
-    return Token.from_raw(answer.status.token, answer.status.expiration_timestamp)
+    """TokenRequest for ``namespace/service_account``; raises ``ApiException`` as the API answers.
+
+    Plain JSON (:mod:`.rest`), not the client's ``CoreV1Api``: a run's first tokens are on the path
+    to the first check while that class is still being imported."""
+    spec: dict[str, Any] = {"audiences": list(audiences or [])}
+    if expiration_seconds is not None:
+        spec["expirationSeconds"] = expiration_seconds
+    if bound_object is not None:
+        spec["boundObjectRef"] = bound_object.to_json()
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+    path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token"
+    status = rest.call(api_client, "POST", path, body).get("status") or {}
+    expiration = status.get("expirationTimestamp")
+    return Token.from_raw(status["token"], dt.datetime.fromisoformat(expiration) if expiration else None)
 
 
 @dataclass(frozen=True)
@@ -184,21 +188,22 @@ def review_token(
 
     ``token``: the raw JWT, a :class:`Token` or a ``LegacyToken``; anything else is a ``TypeError``.
     """
-    body = kubernetes.client.V1TokenReview(
-        spec=kubernetes.client.V1TokenReviewSpec(
-            token=raw_token(token), audiences=list(audiences) if audiences else None
-        )
+    spec: dict[str, Any] = {"token": raw_token(token)}
+    if audiences:
+        spec["audiences"] = list(audiences)
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
+    status = (
+        rest.call(api_client, "POST", "/apis/authentication.k8s.io/v1/tokenreviews", body).get("status") or {}
     )
-    status = kubernetes.client.AuthenticationV1Api(api_client).create_token_review(body).status
-    user = status.user or kubernetes.client.V1UserInfo()
+    user = status.get("user") or {}
     return TokenReviewResult(
-        authenticated=bool(status.authenticated),
-        username=user.username,
-        uid=user.uid,
-        groups=list(user.groups or []),
-        extra={k: list(v) for k, v in (user.extra or {}).items()},
-        audiences=list(status.audiences or []),
-        error=status.error or None,
+        authenticated=bool(status.get("authenticated")),
+        username=user.get("username"),
+        uid=user.get("uid"),
+        groups=list(user.get("groups") or []),
+        extra={k: list(v) for k, v in (user.get("extra") or {}).items()},
+        audiences=list(status.get("audiences") or []),
+        error=status.get("error") or None,
     )
 
 

@@ -128,7 +128,7 @@ def identity(
     pod = resources.create_placeholder_pod(
         api_client, namespace, pod_name, service_account, labels={"app": pod_name}
     )
-    return Identity(namespace, service_account, BoundObject("Pod", pod.metadata.name, pod.metadata.uid))
+    return Identity(namespace, service_account, BoundObject("Pod", pod.name, pod.uid))
 
 
 def identities(target: Target) -> Identities:

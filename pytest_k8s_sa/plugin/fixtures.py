@@ -134,7 +134,7 @@ def k8s_service_account(k8s_cluster: Cluster, k8s_namespace: str, k8s_names: Nam
     def create(name: str | None = None, *, namespace: str | None = None) -> ServiceAccountRef:
         ns = namespace or k8s_namespace
         sa = resources.create_service_account(k8s_cluster.api_client, ns, name or k8s_names("sa"))
-        return ServiceAccountRef(ns, sa.metadata.name, sa.metadata.uid)
+        return ServiceAccountRef(ns, sa.name, sa.uid)
 
     return create
 
@@ -150,7 +150,7 @@ def k8s_pod(k8s_cluster: Cluster, k8s_names: Names) -> PodFactory:
         pod = resources.create_placeholder_pod(
             k8s_cluster.api_client, service_account.namespace, name or k8s_names("pod"), service_account.name
         )
-        return PodRef(service_account.namespace, pod.metadata.name, pod.metadata.uid)
+        return PodRef(service_account.namespace, pod.name, pod.uid)
 
     return create
 

@@ -210,7 +210,7 @@ def test_store_without_auth_delegator_gives_503_then_recovers_when_granted(
                 name="secret-store-unprivileged",
                 namespace=namespace,
                 service_account="store",
-                pod=BoundObject("Pod", pod.metadata.name, pod.metadata.uid),
+                pod=BoundObject("Pod", pod.name, pod.uid),
                 allowed=f"{deployment.caller.namespace}:{deployment.caller.service_account}",
                 env={"REVIEW_TIMEOUT_SECONDS": str(REVIEW_TIMEOUT), "CACHE_TTL_SECONDS": "0"},
             )

@@ -323,10 +323,8 @@ def real_token_cases(
     # A token of the allow-listed service account bound to a pod that is then deleted. It was never
     # reviewed before, so no cache (the store's or the apiserver's) can still hold a success for it.
     pod = resources.create_placeholder_pod(api, api_sa.namespace, names("doomed-pod"), api_sa.name)
-    pod_bound = issue(
-        api_sa.namespace, api_sa.name, [AUDIENCE], BoundObject("Pod", pod.metadata.name, pod.metadata.uid)
-    )
-    resources.delete_pod(api, api_sa.namespace, pod.metadata.name)
+    pod_bound = issue(api_sa.namespace, api_sa.name, [AUDIENCE], BoundObject("Pod", pod.name, pod.uid))
+    resources.delete_pod(api, api_sa.namespace, pod.name)
     cases.append(header_case("real: API SA bound to a deleted pod", pod_bound, REFUSED))
 
     # Service accounts deleted after issuing (one stays deleted, one is recreated with the same name).
