@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from leftovers import processes_mentioning
 
-from pytest_k8s_sa.base.process import Process, ProcessError, sweep_orphans
+from pytest_k8s_sa.base.process import Process, ProcessError, stop_together, sweep_orphans
 from pytest_k8s_sa.base.waiting import wait_until
+from pytest_k8s_sa.deploy.cleanup import Cleanups
 
 USES_CLUSTER = """
 from pytest_k8s_sa.deploy import deploy_processes
@@ -164,6 +165,75 @@ def test_process_stop_kills_the_whole_group(tmp_path):
     wait_until(lambda: len(processes_mentioning(marker)) >= 3, 10, "shell and two children not started")
     proc.stop(grace=5)
     wait_until(lambda: not processes_mentioning(marker), 10, "group still alive")
+
+
+SLOW_TO_STOP = """
+import pathlib, signal, sys, time
+out = pathlib.Path(sys.argv[1])
+def on_term(*_):
+    received = time.monotonic()
+    time.sleep(0.3)  # its shutdown work
+    out.write_text(f"{received} {time.monotonic()}")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+pathlib.Path(sys.argv[1] + ".ready").touch()
+signal.pause()
+"""
+
+
+def slow_to_stop(tmp_path: Path, name: str) -> tuple[Process, Path]:
+    """A process that takes a while to shut down and writes when it got SIGTERM and when it ended."""
+    out = tmp_path / name
+    proc = Process(
+        name,
+        [sys.executable, "-c", SLOW_TO_STOP, str(out)],
+        tmp_path / f"{name}.log",
+        health=(tmp_path / f"{name}.ready").exists,
+    )
+    proc.start(timeout=30)
+    return proc, out
+
+
+def assert_stopped_together(outs: list[Path]) -> None:
+    """Every process got SIGTERM before any of them had finished shutting down."""
+    times = [tuple(map(float, out.read_text().split())) for out in outs]
+    assert max(received for received, _ in times) < min(ended for _, ended in times), times
+
+
+def test_stop_together_signals_every_process_before_waiting_for_one(tmp_path):
+    started = [slow_to_stop(tmp_path, f"slow-{i}") for i in range(3)]
+    stop_together([proc for proc, _ in started], grace=10)
+    assert not any(proc.running() for proc, _ in started)
+    assert_stopped_together([out for _, out in started])
+
+
+def test_stop_together_kills_what_outlives_the_grace(tmp_path):
+    marker = f"k8s-sa-stubborn-{os.getpid()}"
+    stubborn = Process(
+        "stubborn",
+        [
+            sys.executable,
+            "-c",
+            "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); signal.pause()",
+            marker,
+        ],
+        tmp_path / "log",
+    )
+    stubborn.start()
+    wait_until(lambda: processes_mentioning(marker), 10, "not started")
+    stop_together([stubborn], grace=0.2)
+    wait_until(lambda: not processes_mentioning(marker), 10, "a process ignoring SIGTERM outlived its grace")
+
+
+def test_cleanups_stop_their_processes_together_and_in_turn(tmp_path):
+    order: list[str] = []
+    with Cleanups() as stack:
+        for i in range(2):
+            proc, _ = slow_to_stop(tmp_path, f"workload-{i}")
+            stack.stop_on_exit(proc)
+            stack.defer(order.append, f"after-{i}")
+    assert_stopped_together([tmp_path / "workload-0", tmp_path / "workload-1"])
+    assert order == ["after-1", "after-0"]
 
 
 def test_a_process_that_dies_at_start_reports_its_log(tmp_path):

@@ -78,7 +78,7 @@ def deploy_processes(
     def run(name: str, module: str, env: dict[str, str]) -> tuple[Process, str]:
         port = free_port()
         proc = _run_workload(name, module, env, workdir, port)
-        stack.defer(proc.stop)
+        stack.stop_on_exit(proc)
         return proc, f"http://127.0.0.1:{port}"
 
     with Cleanups() as stack:

@@ -364,7 +364,7 @@ def start_process(
         raise SutError(
             f"{sut.path or 'the SUT'}: {role}.command: {argv[0]!r} is not executable: {exc.strerror}"
         ) from None
-    target.stack.defer(proc.stop)
+    target.stack.stop_on_exit(proc)
     return proc
 
 
