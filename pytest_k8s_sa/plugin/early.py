@@ -89,11 +89,6 @@ class EarlyCluster:
         as long; once spawned, the apiserver boots on the other core while pytest goes on."""
         self._thread.start()
         self._launched.wait(launch_wait)
-        # The client's API classes take ~1.2 s of the interpreter to import (CoreV1Api), and the
-        # first thing done with the cluster needs them: start now, beside pytest's own imports.
-        from ..cluster.client_import import import_api_classes_in_background
-
-        import_api_classes_in_background()
 
     def _run(self) -> None:
         try:
