@@ -220,7 +220,7 @@ def test_stop_together_kills_what_outlives_the_grace(tmp_path):
         tmp_path / "log",
     )
     stubborn.start()
-    wait_until(lambda: processes_mentioning(marker), 10, "not started")
+    wait_until(lambda: bool(processes_mentioning(marker)), 10, "not started")
     stop_together([stubborn], grace=0.2)
     wait_until(lambda: not processes_mentioning(marker), 10, "a process ignoring SIGTERM outlived its grace")
 
