@@ -68,3 +68,22 @@ def test_the_first_objects_need_no_generated_api_class(k8s_cluster):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "[]", f"generated classes loaded: {done.stdout}"
+
+
+def test_names_stay_one_path_segment():
+    """A name holding ``/`` or ``?`` is percent-encoded, as the generated calls do: the apiserver
+    refuses it instead of the request naming another URL."""
+    assert rest.path("/api/v1/namespaces/{}/pods", "a/b?c=d") == "/api/v1/namespaces/a%2Fb%3Fc%3Dd/pods"
+    assert rest.path("/api/v1/namespaces/{}/serviceaccounts/{}/token", "ns", "s a") == (
+        "/api/v1/namespaces/ns/serviceaccounts/s%20a/token"
+    )
+
+
+def test_a_name_that_is_not_one_segment_is_refused(k8s_client, k8s_namespace):
+    """Unencoded, this namespace would turn the rest of the path into a query and create the
+    service account ``x`` in ``k8s_namespace``; encoded, the apiserver refuses the request."""
+    with pytest.raises(ApiException) as refused:
+        resources.create_service_account(k8s_client, k8s_namespace + "/serviceaccounts?x=", "x")
+    assert refused.value.status in (404, 405)
+    listed = rest.call(k8s_client, "GET", rest.path("/api/v1/namespaces/{}/serviceaccounts", k8s_namespace))
+    assert "x" not in [item["metadata"]["name"] for item in listed["items"]]

@@ -90,7 +90,7 @@ def create_service_account(
 ) -> Created:
     body = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(name, labels)}
     return Created.from_object(
-        rest.call(api_client, "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", body)
+        rest.call(api_client, "POST", rest.path("/api/v1/namespaces/{}/serviceaccounts", namespace), body)
     )
 
 
@@ -114,7 +114,9 @@ def create_placeholder_pod(
             "containers": [{"name": "main", "image": image, "imagePullPolicy": "IfNotPresent"}],
         },
     }
-    return Created.from_object(rest.call(api_client, "POST", f"/api/v1/namespaces/{namespace}/pods", body))
+    return Created.from_object(
+        rest.call(api_client, "POST", rest.path("/api/v1/namespaces/{}/pods", namespace), body)
+    )
 
 
 def create_secret(
@@ -122,7 +124,9 @@ def create_secret(
 ) -> Created:
     """An Opaque Secret (one tokens can be bound to)."""
     body = {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(name), "stringData": string_data}
-    return Created.from_object(rest.call(api_client, "POST", f"/api/v1/namespaces/{namespace}/secrets", body))
+    return Created.from_object(
+        rest.call(api_client, "POST", rest.path("/api/v1/namespaces/{}/secrets", namespace), body)
+    )
 
 
 def _meta(name: str, labels: dict[str, str] | None = None) -> dict[str, object]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import kubernetes
 from kubernetes.client import ApiException
@@ -39,6 +40,13 @@ class Created:
     def from_object(cls, obj: dict[str, Any]) -> Created:
         meta = obj["metadata"]
         return cls(meta["name"], meta["uid"], meta.get("namespace"))
+
+
+def path(template: str, *names: str) -> str:
+    """``template`` with each ``{}`` replaced by a name, percent-encoded as the generated calls do:
+    a name holding ``/`` or ``?`` stays one path segment and the apiserver refuses it, instead of
+    naming another URL."""
+    return template.format(*(quote(name, safe="") for name in names))
 
 
 def call(

@@ -118,7 +118,7 @@ def request_token(
     if bound_object is not None:
         spec["boundObjectRef"] = bound_object.to_json()
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
-    path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token"
+    path = rest.path("/api/v1/namespaces/{}/serviceaccounts/{}/token", namespace, service_account)
     status = rest.call(api_client, "POST", path, body).get("status") or {}
     expiration = status.get("expirationTimestamp")
     return Token.from_raw(status["token"], dt.datetime.fromisoformat(expiration) if expiration else None)
